@@ -1,0 +1,69 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Config } from '../src/config.js'
+import { normalisePush } from '../src/ingress/normalise.js'
+import { sendProblem } from '../src/plugins/problem.js'
+
+const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
+const BODY_LIMIT = 4 * 1024 * 1024
+
+function sameSecret (given: string, expected: string): boolean {
+  // Hashing first makes the comparison constant-time whatever the lengths.
+  const a = createHash('sha256').update(given).digest()
+  const b = createHash('sha256').update(expected).digest()
+  return timingSafeEqual(a, b)
+}
+
+function pushToken (request: FastifyRequest): string | undefined {
+  const auth = request.headers.authorization
+  if (typeof auth === 'string' && /^bearer /i.test(auth)) return auth.slice(7).trim()
+  const dapr = request.headers['dapr-api-token']
+  return typeof dapr === 'string' ? dapr : undefined
+}
+
+export default async function events (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
+  // the event for good, so every body is taken raw and the push format decides how to read it.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
+
+  app.post('/internal/v1/events', {
+    bodyLimit: BODY_LIMIT,
+    schema: {
+      tags: ['ingress'],
+      summary: 'Push sources-api events',
+      description: 'Accepts sources-native pushes (event in the body, Kafka headers as HTTP headers), CloudEvents binary ' +
+        '(Knative KafkaSource, no Content-Type needed), CloudEvents structured and batch, and Strimzi-style record batches. ' +
+        'Replies 202 once every new event is durably stored, 200 when all were already stored (a redelivery).',
+      security: config.PUSH_TOKEN ? [{ bearer: [] }, { dapr: [] }] : [],
+      response: {
+        200: { description: 'All events were already stored (redelivery)', type: 'null' },
+        202: { description: 'Stored; will be processed in order for its source', type: 'null' },
+        400: ProblemRef,
+        401: ProblemRef,
+        413: ProblemRef,
+        503: ProblemRef
+      }
+    },
+    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+      if (config.PUSH_TOKEN === undefined) return
+      const token = pushToken(request)
+      if (token === undefined || !sameSecret(token, config.PUSH_TOKEN)) {
+        return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN> or dapr-api-token', { 'www-authenticate': 'Bearer' })
+      }
+    }
+  }, async (request, reply) => {
+    const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })
+    if (!result.ok) return sendProblem(reply, 400, result.detail)
+    const ids = await app.store.inbox.append(result.events)
+    let stored = 0
+    result.events.forEach((event, i) => {
+      if (ids[i] === null) return
+      stored++
+      app.metrics.eventsReceived(event.eventType)
+    })
+    request.log.info({ stored, duplicates: ids.length - stored, deliveryIds: result.events.map(e => e.deliveryId).filter(Boolean).slice(0, 10) }, 'events pushed')
+    return reply.code(stored > 0 ? 202 : 200).send()
+  })
+}

@@ -1,0 +1,30 @@
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
+import { sendProblem } from '../src/plugins/problem.js'
+
+const Health = Type.Object({ status: Type.String() }, { additionalProperties: true })
+
+export default async function health (app: FastifyInstance): Promise<void> {
+  app.get('/healthz', {
+    schema: { tags: ['operations'], summary: 'The process is alive', response: { 200: Health } }
+  }, async () => ({ status: 'ok' }))
+
+  app.get('/readyz', {
+    schema: {
+      tags: ['operations'],
+      summary: 'The database is reachable (Kafka is not required: the inbox keeps accepting events)',
+      response: { 200: Health, 503: Type.Unsafe({ $ref: 'Problem#' }) }
+    }
+  }, async (_request, reply) => {
+    try {
+      await app.store.pool.query({ text: 'select 1', query_timeout: 2000 } as { text: string })
+    } catch (err) {
+      return sendProblem(reply, 503, `database unreachable: ${(err as Error).message}`, { 'retry-after': '5' })
+    }
+    return { status: 'ready', processing: app.dispatcher !== null, ...(app.dispatcher ? app.dispatcher.stats() : {}) }
+  })
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    return reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics())
+  })
+}

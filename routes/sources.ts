@@ -1,0 +1,135 @@
+import { Type, type Static } from '@sinclair/typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { decodeIdentity } from '../src/identity.js'
+import { sendProblem } from '../src/plugins/problem.js'
+import { REGISTRATION_STATES, type Registration } from '../src/store/registrations.js'
+
+const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
+const PREFIX = '/api/cloudoreg/v1'
+
+const State = Type.Union(REGISTRATION_STATES.map(s => Type.Literal(s)), {
+  description: 'pending: accepted, not decided · registered: verified, mapped, available reported · ' +
+    'unavailable: a coded error was reported · paused · removed: mapping deleted'
+})
+
+const SourceStatus = Type.Object({
+  source_id: Type.String(),
+  application_id: Type.String(),
+  authentication_id: Type.Union([Type.String(), Type.Null()]),
+  org_id: Type.String(),
+  account_number: Type.Union([Type.String(), Type.Null()]),
+  aws_account_id: Type.Union([Type.String(), Type.Null()], { description: '12 digits' }),
+  role_arn: Type.Union([Type.String(), Type.Null()]),
+  state: State,
+  mapped: Type.Boolean({ description: 'RHSM holds the provider-account mapping' }),
+  availability_status: Type.Union([Type.Literal('available'), Type.Literal('unavailable'), Type.Null()], {
+    description: 'What cloudoreg last reported (or will report) to sources-api'
+  }),
+  error: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]),
+  attempts: Type.Integer({ description: 'Attempts the latest event needed' }),
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+  verified_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+}, { $id: 'SourceStatus' })
+
+type SourceStatusBody = Static<typeof SourceStatus>
+
+const ListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  offset: Type.Integer({ minimum: 0, default: 0 }),
+  state: Type.Optional(State)
+}, { additionalProperties: false })
+
+const SourceList = Type.Object({
+  meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }),
+  links: Type.Object({
+    first: Type.String(),
+    last: Type.String(),
+    next: Type.Union([Type.String(), Type.Null()]),
+    previous: Type.Union([Type.String(), Type.Null()])
+  }),
+  data: Type.Array(Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }))
+})
+
+const SourceParams = Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' }) })
+
+function toBody (r: Registration): SourceStatusBody {
+  const availability = r.state === 'registered' ? 'available' : r.state === 'unavailable' ? 'unavailable' : null
+  return {
+    source_id: r.sourceId,
+    application_id: r.applicationId,
+    authentication_id: r.authenticationId,
+    org_id: r.orgId,
+    account_number: r.accountNumber,
+    aws_account_id: r.awsAccountId,
+    role_arn: r.roleArn,
+    state: r.state,
+    mapped: r.mapped,
+    availability_status: availability,
+    error: r.lastErrorCode !== null ? { code: r.lastErrorCode, message: r.lastErrorMessage ?? '' } : null,
+    attempts: r.attempts,
+    created_at: r.createdAt.toISOString(),
+    updated_at: r.updatedAt.toISOString(),
+    verified_at: r.verifiedAt?.toISOString() ?? null
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    orgId: string
+  }
+}
+
+/** The status API: what cloudoreg knows of each source, scoped to the caller's org. */
+export default async function sources (app: FastifyInstance): Promise<void> {
+  app.addSchema(SourceStatus)
+  app.decorateRequest('orgId', '')
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const identity = decodeIdentity(request.headers['x-rh-identity'] as string | undefined)
+    if (!identity.ok) return sendProblem(reply, 401, identity.reason)
+    request.orgId = identity.orgId
+  })
+
+  const security = [{ identity: [] }]
+
+  app.get(`${PREFIX}/sources`, {
+    schema: {
+      tags: ['status'],
+      summary: 'Registration status of the sources of your org',
+      security,
+      querystring: ListQuery,
+      response: { 200: SourceList, 400: ProblemRef, 401: ProblemRef }
+    }
+  }, async (request) => {
+    const { limit, offset, state } = request.query as Static<typeof ListQuery>
+    const { count, data } = await app.store.registrations.list({ orgId: request.orgId, state, limit, offset })
+    const link = (o: number): string => `${PREFIX}/sources?limit=${limit}&offset=${o}${state ? `&state=${state}` : ''}`
+    const lastOffset = count === 0 ? 0 : Math.floor((count - 1) / limit) * limit
+    return {
+      meta: { count, limit, offset },
+      links: {
+        first: link(0),
+        last: link(lastOffset),
+        next: offset + limit < count ? link(offset + limit) : null,
+        previous: offset > 0 ? link(Math.max(0, offset - limit)) : null
+      },
+      data: data.map(toBody)
+    }
+  })
+
+  app.get(`${PREFIX}/sources/:source_id`, {
+    schema: {
+      tags: ['status'],
+      summary: 'Registration status of one source',
+      security,
+      params: SourceParams,
+      response: { 200: Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }), 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
+    }
+  }, async (request, reply) => {
+    const { source_id: sourceId } = request.params as Static<typeof SourceParams>
+    const registration = await app.store.registrations.findBySource(request.orgId, sourceId)
+    // Another org's source is indistinguishable from one that does not exist.
+    if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
+    return toBody(registration)
+  })
+}

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import underPressure from '@fastify/under-pressure'
+import swaggerUi from '@fastify/swagger-ui'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { pino, type DestinationStream } from 'pino'
+import type { Config } from './config.js'
+import { REDACTED_PATHS } from './log.js'
+import metrics from './plugins/metrics.js'
+import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
+import pipeline from './plugins/pipeline.js'
+import problem, { sendProblem } from './plugins/problem.js'
+import store from './plugins/store.js'
+import events from '../routes/events.js'
+import health from '../routes/health.js'
+import sources from '../routes/sources.js'
+
+// src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
+function packageVersion (): string {
+  for (const path of ['../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { version: string }).version
+    } catch {}
+  }
+  return '0.0.0'
+}
+
+export interface AppOptions {
+  config: Config
+  /** Where logs go (stdout when unset); tests capture them here. */
+  logStream?: DestinationStream
+}
+
+/** Builds the whole service; `server.ts` only listens. */
+export async function buildApp ({ config, logStream }: AppOptions): Promise<FastifyInstance> {
+  const logger = pino({
+    level: config.LOG_LEVEL,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' }
+  }, logStream)
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    genReqId: () => randomUUID(),
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } }
+  })
+
+  await app.register(problem)
+  await app.register(underPressure, {
+    maxEventLoopDelay: 1000,
+    retryAfter: 5,
+    pressureHandler: (_request, reply, type) => { sendProblem(reply, 503, `under pressure (${type}); retry later`, { 'retry-after': '5' }) }
+  })
+  await app.register(store, { config })
+  await app.register(metrics)
+  await app.register(pipeline, { config })
+  await app.register(openapi, { version: packageVersion() })
+  await app.register(health)
+  await app.register(events, { config })
+  await app.register(sources)
+  await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
+  return app
+}

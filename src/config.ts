@@ -1,0 +1,90 @@
+import envSchema from 'env-schema'
+import { Type, type Static } from '@sinclair/typebox'
+
+const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
+
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  EMBEDDED_PG_PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 54329 }),
+
+  SOURCES_API_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  SOURCES_PSK: Type.Optional(Type.String({ minLength: 1 })),
+  AWS_REGION: Type.String({ minLength: 1, default: 'us-east-1' }),
+  AWS_STS_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  RHSM_API_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  RHSM_CLIENT_CERT: Type.Optional(Type.String({ minLength: 1 })),
+  RHSM_CLIENT_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  RHSM_CA: Type.Optional(Type.String({ minLength: 1 })),
+
+  KAFKA_BROKERS: Type.Optional(Type.String({ pattern: '^[^,\\s]+(,[^,\\s]+)*$' })),
+  SOURCES_STATUS_TOPIC: Type.String({ minLength: 1, default: 'platform.sources.status' }),
+  STATUS_SINK: Type.Optional(Type.Union([Type.Literal('kafka'), Type.Literal('http'), Type.Literal('none')])),
+
+  PUSH_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
+
+  CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
+  UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000 }),
+  UPSTREAM_CALL_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
+  RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 12 }),
+  RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
+  RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
+  INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 })
+})
+
+export type Config = Static<typeof ConfigSchema> & {
+  kafkaBrokers: string[]
+  statusSink: 'kafka' | 'http' | 'none'
+}
+
+export class ConfigError extends Error {
+  code = 'CLOUDOREG_CONFIG'
+}
+
+/** Reads and validates the environment once; a bad value names its variable. */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "unset" to an operator, not "the empty string".
+  const data: Record<string, string> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') data[key] = value
+  }
+  let raw: Static<typeof ConfigSchema>
+  try {
+    raw = envSchema<Static<typeof ConfigSchema>>({ schema: ConfigSchema, data, env: false, dotenv: false })
+  } catch (err) {
+    const message = (err as Error).message.replace(/env\//g, '').replace(/^env /, '')
+    throw new ConfigError(`Invalid configuration: ${message}`)
+  }
+  const kafkaBrokers = raw.KAFKA_BROKERS ? raw.KAFKA_BROKERS.split(',') : []
+  const statusSink = raw.STATUS_SINK ?? (kafkaBrokers.length > 0 ? 'kafka' : 'http')
+  if (statusSink === 'kafka' && kafkaBrokers.length === 0) {
+    throw new ConfigError('Invalid configuration: STATUS_SINK=kafka needs KAFKA_BROKERS')
+  }
+  if ((raw.RHSM_CLIENT_CERT === undefined) !== (raw.RHSM_CLIENT_KEY === undefined)) {
+    throw new ConfigError('Invalid configuration: RHSM_CLIENT_CERT and RHSM_CLIENT_KEY go together')
+  }
+  return { ...raw, kafkaBrokers, statusSink }
+}
+
+/** Settings without which events are stored but cannot be processed. */
+export function missingUpstreamSettings (config: Config): string[] {
+  const missing: string[] = []
+  if (!config.SOURCES_API_URL) missing.push('SOURCES_API_URL')
+  if (!config.SOURCES_PSK) missing.push('SOURCES_PSK')
+  if (!config.RHSM_API_URL) missing.push('RHSM_API_URL')
+  return missing
+}
+
+/** Production refuses to start half-configured rather than silently store events for ever. */
+export function assertProductionReady (config: Config): void {
+  if (config.NODE_ENV !== 'production') return
+  const missing = missingUpstreamSettings(config)
+  if (!config.DATABASE_URL) missing.push('DATABASE_URL')
+  if (missing.length > 0) {
+    throw new ConfigError(`Invalid configuration: NODE_ENV=production needs ${missing.join(', ')}`)
+  }
+}

@@ -1,0 +1,66 @@
+import type pg from 'pg'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { UpstreamTarget } from './upstream/errors.js'
+
+export interface Metrics {
+  registry: Registry
+  eventsReceived: (type: string) => void
+  eventEnded: (type: string, outcome: 'done' | 'ignored' | 'dead', seconds: number) => void
+  eventAttemptFailed: (type: string) => void
+  upstreamCall: (target: UpstreamTarget, outcome: string, seconds: number) => void
+  misconfigured: (target: UpstreamTarget) => void
+  setQueued: (events: number, queues: number) => void
+}
+
+/** One registry per app instance, so that tests can run several apps in one process. */
+export function createMetrics (pool: pg.Pool): Metrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const received = new Counter({ name: 'cloudoreg_events_received_total', help: 'Events stored in the inbox, by type', labelNames: ['type'], registers: [registry] })
+  const processed = new Counter({ name: 'cloudoreg_events_processed_total', help: 'Events that ended, by type and outcome (done, ignored, dead)', labelNames: ['type', 'outcome'], registers: [registry] })
+  const failed = new Counter({ name: 'cloudoreg_events_failed_total', help: 'Failed processing attempts (each is retried until attempts run out), by type', labelNames: ['type'], registers: [registry] })
+  const duration = new Histogram({ name: 'cloudoreg_event_processing_seconds', help: 'From the first attempt to the end of an event', labelNames: ['type'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600], registers: [registry] })
+  const upstream = new Histogram({ name: 'cloudoreg_upstream_call_seconds', help: 'Outbound calls by target and outcome', labelNames: ['target', 'outcome'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] })
+  const misconfigured = new Counter({ name: 'cloudoreg_misconfiguration_total', help: 'Upstreams refusing our own credentials (401/403): an operator must act', labelNames: ['target'], registers: [registry] })
+  const queued = new Gauge({ name: 'cloudoreg_queue_events', help: 'Events loaded into per-source queues and not yet ended', registers: [registry] })
+  const queues = new Gauge({ name: 'cloudoreg_queue_sources', help: 'Per-source queues alive', registers: [registry] })
+
+  // prom-client collects gauges concurrently: a count and its age share one query per scrape.
+  const inboxStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age
+                                        from inbox where state = 'pending'`)
+  const outboxStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(created_at)), 0) as age
+                                         from status_outbox where sent_at is null and not superseded`)
+  const fromStats = (name: string, help: string, stats: () => Promise<{ n: number, age: number }>, field: 'n' | 'age'): void => {
+    new Gauge({ name, help, registers: [registry], async collect () { this.set((await stats())[field]) } }) // eslint-disable-line no-new
+  }
+  fromStats('cloudoreg_inbox_pending', 'Events in the inbox not yet ended', inboxStats, 'n')
+  fromStats('cloudoreg_inbox_oldest_pending_age_seconds', 'Age of the oldest event not yet ended', inboxStats, 'age')
+  fromStats('cloudoreg_outbox_unsent', 'Status messages not yet sent', outboxStats, 'n')
+  fromStats('cloudoreg_outbox_oldest_unsent_age_seconds', 'Age of the oldest status message not yet sent', outboxStats, 'age')
+
+  return {
+    registry,
+    eventsReceived: type => received.inc({ type }),
+    eventEnded (type, outcome, seconds) {
+      processed.inc({ type, outcome })
+      duration.observe({ type }, seconds)
+    },
+    eventAttemptFailed: type => failed.inc({ type }),
+    upstreamCall: (target, outcome, seconds) => upstream.observe({ target, outcome }, seconds),
+    misconfigured: target => misconfigured.inc({ target }),
+    setQueued (events, n) {
+      queued.set(events)
+      queues.set(n)
+    }
+  }
+}
+
+function sharedQuery (pool: pg.Pool, sql: string): () => Promise<{ n: number, age: number }> {
+  let inFlight: Promise<{ n: number, age: number }> | undefined
+  return () => {
+    inFlight ??= pool.query(sql)
+      .then(({ rows }) => ({ n: Number(rows[0].n), age: Number(rows[0].age) }))
+      .finally(() => { setImmediate(() => { inFlight = undefined }) })
+    return inFlight
+  }
+}

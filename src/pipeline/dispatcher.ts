@@ -1,0 +1,219 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import PQueue from 'p-queue'
+import type { Logger } from '../log.js'
+import type { Tenant } from '../identity.js'
+import type { Metrics } from '../metrics.js'
+import type { Inbox, InboxEvent } from '../store/inbox.js'
+import type { EventEnd, Outcome } from '../store/outcomes.js'
+import { isRetryable, UpstreamError } from '../upstream/errors.js'
+import { backoffDelay, type RetryPolicy } from './retry.js'
+
+export interface EventContext {
+  event: InboxEvent
+  tenant: Tenant
+  /** 1 for the first attempt. */
+  attempt: number
+  log: Logger
+  /** Survives from one attempt to the next of this event (not across restarts). */
+  memo: Record<string, unknown>
+}
+
+export interface EventHandler {
+  handle: (ctx: EventContext) => Promise<Outcome>
+  /** What to record when the event's attempts run out. */
+  exhausted: (ctx: EventContext, lastError: string) => Promise<Outcome>
+}
+
+export interface DispatcherOptions {
+  inbox: Inbox
+  handlerFor: (eventType: string) => EventHandler | undefined
+  recordOutcome: (end: EventEnd, outcome: Outcome) => Promise<void>
+  /** Called after an outcome committed, e.g. to wake the status relay. */
+  onOutcome: () => void
+  concurrency: number
+  /** Most events held in memory at once; the rest wait in the inbox. */
+  window: number
+  retry: RetryPolicy
+  log: Logger
+  metrics: Metrics
+}
+
+export interface Dispatcher {
+  start: () => void
+  /** Pull new inbox rows now. */
+  wake: () => void
+  /** Stop pulling; let running attempts end within `graceMs`. Waiting retries stay stored. */
+  stop: (graceMs: number) => Promise<void>
+  stats: () => { queuedEvents: number, queues: number, running: number }
+}
+
+const PAGE = 500
+
+/**
+ * Pulls pending events from the inbox in id order, in pages, into one
+ * concurrency-1 queue per source; a global pool bounds running attempts. An
+ * event waiting for its retry blocks its source but holds no pool slot.
+ */
+export function createDispatcher (o: DispatcherOptions): Dispatcher {
+  const queues = new Map<string, PQueue>()
+  const slots = new PQueue({ concurrency: o.concurrency })
+  const stopping = new AbortController()
+  let cursor = 0
+  let loaded = 0
+  let pulling = false
+  let pullAgain = false
+  let started = false
+
+  function report (): void {
+    o.metrics.setQueued(loaded, queues.size)
+  }
+
+  async function end (event: InboxEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state }
+    // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
+    for (let failures = 0; ; failures++) {
+      try {
+        await o.recordOutcome(write, outcome)
+        break
+      } catch (err) {
+        if (stopping.signal.aborted) throw err
+        o.log.error({ err, eventId: event.id }, 'recording an outcome failed; retrying')
+        await sleep(Math.min(30_000, 500 * 2 ** failures))
+      }
+    }
+    o.metrics.eventEnded(event.eventType, state, (Date.now() - startedAt) / 1000)
+    if (outcome.status) o.onOutcome()
+  }
+
+  async function run (event: InboxEvent, handler: EventHandler): Promise<void> {
+    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.queueKey, deliveryId: event.deliveryId })
+    const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
+    const startedAt = Date.now()
+    let attempts = event.attempts
+    let wakeAt = event.nextAttemptAt.getTime()
+    const memo: Record<string, unknown> = {}
+    while (!stopping.signal.aborted) {
+      if (wakeAt > Date.now()) {
+        try {
+          await sleep(wakeAt - Date.now(), undefined, { signal: stopping.signal })
+        } catch {
+          return
+        }
+      }
+      attempts++
+      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo }
+      type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
+      const result = await slots.add(async (): Promise<Attempt> => {
+        try {
+          return { outcome: await handler.handle(ctx) }
+        } catch (err) {
+          return { err: err as Error }
+        }
+      })
+      if (result === undefined) return
+      if (result.outcome !== undefined) {
+        await end(event, attempts, 'done', result.outcome, startedAt)
+        return
+      }
+      const err = result.err
+      o.metrics.eventAttemptFailed(event.eventType)
+      if (err instanceof UpstreamError && err.kind === 'misconfigured') {
+        o.metrics.misconfigured(err.target)
+        log.error({ target: err.target, status: err.status }, 'an upstream refused cloudoreg\'s own credentials; fix the configuration')
+      }
+      const message = err.message.slice(0, 1000)
+      if (!isRetryable(err) || attempts >= o.retry.maxAttempts) {
+        log.warn({ attempts, error: message }, 'giving up on event')
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt)
+        return
+      }
+      wakeAt = Date.now() + backoffDelay(o.retry, attempts)
+      log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
+      // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
+      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message)
+        .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
+    }
+  }
+
+  function enqueue (event: InboxEvent, handler: EventHandler): void {
+    const key = event.queueKey ?? `event:${event.id}`
+    let queue = queues.get(key)
+    if (queue === undefined) {
+      const q = new PQueue({ concurrency: 1 })
+      q.on('idle', () => {
+        if (q.size === 0 && q.pending === 0 && queues.get(key) === q) queues.delete(key)
+        report()
+      })
+      queues.set(key, q)
+      queue = q
+    }
+    loaded++
+    queue.add(async () => {
+      try {
+        await run(event, handler)
+      } finally {
+        loaded--
+        if (loaded <= o.window / 2) wake()
+      }
+    }).catch((err: Error) => {
+      // Only when stopping with the database gone: the row stays pending for the next start.
+      o.log.error({ err, eventId: event.id }, 'event task failed')
+    })
+  }
+
+  async function pull (): Promise<void> {
+    const ignored: InboxEvent[] = []
+    while (!stopping.signal.aborted && loaded < o.window) {
+      const rows = await o.inbox.readPending(cursor, Math.min(PAGE, o.window - loaded))
+      if (rows.length === 0) break
+      cursor = rows[rows.length - 1].id
+      for (const event of rows) {
+        const handler = o.handlerFor(event.eventType)
+        if (handler === undefined) ignored.push(event)
+        else enqueue(event, handler)
+      }
+      if (ignored.length > 0) {
+        await o.inbox.finish(ignored.map(e => e.id), 'ignored', 'no action for this event type')
+        for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
+        ignored.length = 0
+      }
+    }
+    report()
+  }
+
+  function wake (): void {
+    if (!started || stopping.signal.aborted) return
+    if (pulling) {
+      pullAgain = true
+      return
+    }
+    pulling = true
+    pull()
+      .catch((err: Error) => {
+        o.log.error({ err }, 'reading the inbox failed; retrying shortly')
+        setTimeout(wake, 1000).unref()
+      })
+      .finally(() => {
+        pulling = false
+        if (pullAgain) {
+          pullAgain = false
+          wake()
+        }
+      })
+  }
+
+  return {
+    start () {
+      started = true
+      wake()
+    },
+    wake,
+    async stop (graceMs) {
+      stopping.abort()
+      for (const q of queues.values()) q.clear()
+      const idle = Promise.all([slots.onIdle(), ...[...queues.values()].map(q => q.onIdle())])
+      await Promise.race([idle, sleep(graceMs, undefined, { ref: false })])
+    },
+    stats: () => ({ queuedEvents: loaded, queues: queues.size, running: slots.pending })
+  }
+}

@@ -1,0 +1,31 @@
+function id (value: unknown): string | null {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value)
+  if (typeof value === 'string' && /^[0-9]{1,20}$/.test(value)) return value
+  return null
+}
+
+/**
+ * The ordering key of DESIGN.md: the cloud-meter application, since a source has
+ * at most one application of a type. Events that name only a source get the
+ * source's key; null means no handler needs ordering for it.
+ */
+export function queueKeyFor (eventType: string, body: Record<string, unknown>): string | null {
+  const [resource] = eventType.split('.')
+  let app: string | null = null
+  switch (resource) {
+    case 'ApplicationAuthentication':
+      app = id(body.application_id)
+      break
+    case 'Application':
+      app = id(body.id)
+      break
+    case 'Authentication':
+      app = body.resource_type === 'Application' ? id(body.resource_id) : null
+      break
+    case 'Source': {
+      const source = id(body.id)
+      return source === null ? null : `source:${source}`
+    }
+  }
+  return app === null ? null : `app:${app}`
+}

@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Agent } from 'undici'
+import { createRoleVerifier } from '../aws/sts.js'
+import { missingUpstreamSettings, type Config } from '../config.js'
+import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
+import { createHandlers } from '../pipeline/handlers/index.js'
+import { createRhsmClient } from '../rhsm/client.js'
+import { createSourcesClient } from '../sources/client.js'
+import { kafkaStatusSink } from '../status/kafka-sink.js'
+import { createStatusRelay, type StatusSink } from '../status/relay.js'
+import { httpStatusSink, noStatusSink } from '../status/sinks.js'
+import { recordOutcome } from '../store/outcomes.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    dispatcher: Dispatcher | null
+  }
+}
+
+const SHUTDOWN_GRACE_MS = 10_000
+
+/** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
+async function pipeline (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  const missing = missingUpstreamSettings(config)
+  if (missing.length > 0) {
+    app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
+    app.decorate('dispatcher', null)
+    return
+  }
+  const observe = app.metrics.upstreamCall
+  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
+  const attempts = config.UPSTREAM_CALL_ATTEMPTS
+  const sourcesAgent = new Agent({ connections: config.CONCURRENCY * 2, keepAliveTimeout: 30_000 })
+  const rhsmAgent = new Agent({
+    connections: config.CONCURRENCY * 2,
+    keepAliveTimeout: 30_000,
+    connect: {
+      cert: config.RHSM_CLIENT_CERT ? readFileSync(config.RHSM_CLIENT_CERT) : undefined,
+      key: config.RHSM_CLIENT_KEY ? readFileSync(config.RHSM_CLIENT_KEY) : undefined,
+      ca: config.RHSM_CA ? readFileSync(config.RHSM_CA) : undefined
+    }
+  })
+  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe })
+  const rhsm = createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, observe })
+
+  const sinks: Record<Config['statusSink'], () => StatusSink> = {
+    kafka: () => kafkaStatusSink({ brokers: config.kafkaBrokers, topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
+    http: () => httpStatusSink(sources),
+    none: () => noStatusSink
+  }
+  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
+  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  const dispatcher = createDispatcher({
+    inbox: app.store.inbox,
+    handlerFor: type => handlers.get(type),
+    recordOutcome: (end, outcome) => recordOutcome(app.store.pool, end, outcome),
+    onOutcome: relay.wake,
+    concurrency: config.CONCURRENCY,
+    window: config.INBOX_WINDOW,
+    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS },
+    log: app.log,
+    metrics: app.metrics
+  })
+  app.decorate('dispatcher', dispatcher)
+  app.store.inbox.onAppend(dispatcher.wake)
+
+  app.addHook('onReady', async () => {
+    dispatcher.start()
+    relay.start()
+    app.log.info({ statusSink: config.statusSink, concurrency: config.CONCURRENCY }, 'pipeline started')
+  })
+  // preClose runs before the store's onClose: work in flight ends while the database is still there.
+  app.addHook('preClose', async () => {
+    await dispatcher.stop(SHUTDOWN_GRACE_MS)
+    await relay.stop(SHUTDOWN_GRACE_MS)
+    sts.close()
+    await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
+  })
+}
+
+export default fp(pipeline, { name: 'pipeline', dependencies: ['store', 'metrics'] })

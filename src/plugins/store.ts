@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type pg from 'pg'
+import type { Config } from '../config.js'
+import { openDatabase } from '../store/db.js'
+import { createInbox, type Inbox } from '../store/inbox.js'
+import { createOutbox, type Outbox } from '../store/outbox.js'
+import { createRegistrations, type Registrations } from '../store/registrations.js'
+
+export interface Store {
+  pool: pg.Pool
+  inbox: Inbox
+  outbox: Outbox
+  registrations: Registrations
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    store: Store
+  }
+}
+
+async function store (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  const db = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    embeddedPort: config.EMBEDDED_PG_PORT,
+    log: app.log
+  })
+  app.decorate('store', {
+    pool: db.pool,
+    inbox: createInbox(db.pool),
+    outbox: createOutbox(db.pool),
+    registrations: createRegistrations(db.pool)
+  })
+  app.addHook('onClose', async () => { await db.close() })
+}
+
+export default fp(store, { name: 'store' })

@@ -1,0 +1,98 @@
+import type { Dispatcher } from 'undici'
+import type { Tenant } from '../identity.js'
+import { call, type CallOptions } from '../upstream/http.js'
+import { UpstreamError } from '../upstream/errors.js'
+
+export const CLOUD_METER_TYPE = '/insights/platform/cloud-meter'
+
+export interface Application {
+  id: string
+  sourceId: string
+  applicationTypeId: string
+}
+
+export interface Authentication {
+  id: string
+  authtype: string
+  username: string
+  password: string
+  externalId: string
+  resourceType: string
+  resourceId: string
+}
+
+export interface SourcesClientOptions {
+  baseUrl: string
+  psk: string
+  dispatcher: Dispatcher
+  timeoutMs: number
+  attempts: number
+  observe?: CallOptions['observe']
+}
+
+export interface SourcesClient {
+  cloudMeterTypeId: (tenant: Tenant) => Promise<string>
+  getApplication: (id: string, tenant: Tenant) => Promise<Application>
+  getAuthentication: (id: string, tenant: Tenant) => Promise<Authentication>
+  reportAvailability: (applicationId: string, tenant: Tenant, status: string, error: string) => Promise<void>
+}
+
+function str (value: unknown): string {
+  return value === null || value === undefined ? '' : String(value)
+}
+
+function asObject (body: unknown, what: string): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new UpstreamError('sources', 'transient', `${what}: unexpected response shape`)
+  }
+  return body as Record<string, unknown>
+}
+
+export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
+  const base = o.baseUrl.replace(/\/+$/, '')
+  let cloudMeterTypeId: string | undefined
+
+  function send (path: string, tenant: Tenant, method: CallOptions['method'] = 'GET', body?: unknown): ReturnType<typeof call> {
+    const headers: Record<string, string> = { 'x-rh-sources-psk': o.psk, 'x-rh-sources-org-id': tenant.orgId }
+    if (tenant.accountNumber) headers['x-rh-sources-account-number'] = tenant.accountNumber
+    return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe })
+  }
+
+  return {
+    async cloudMeterTypeId (tenant) {
+      // Application type ids are global and never change, so one lookup serves every tenant.
+      if (cloudMeterTypeId !== undefined) return cloudMeterTypeId
+      const res = await send(`/api/sources/v3.1/application_types?filter[name]=${CLOUD_METER_TYPE}`, tenant)
+      const data = asObject(res.body, 'application_types').data
+      const match = Array.isArray(data) ? data.find((t: Record<string, unknown>) => t?.name === CLOUD_METER_TYPE) : undefined
+      if (match === undefined) throw new UpstreamError('sources', 'transient', `application type ${CLOUD_METER_TYPE} not found`)
+      cloudMeterTypeId = str(match.id)
+      return cloudMeterTypeId
+    },
+
+    async getApplication (id, tenant) {
+      const app = asObject((await send(`/api/sources/v3.1/applications/${encodeURIComponent(id)}`, tenant)).body, 'application')
+      return { id: str(app.id), sourceId: str(app.source_id), applicationTypeId: str(app.application_type_id) }
+    },
+
+    async getAuthentication (id, tenant) {
+      const auth = asObject((await send(`/internal/v2.0/authentications/${encodeURIComponent(id)}?expose_encrypted_attribute[]=password`, tenant)).body, 'authentication')
+      const extra = auth.extra !== null && typeof auth.extra === 'object' ? auth.extra as Record<string, unknown> : {}
+      return {
+        id: str(auth.id),
+        authtype: str(auth.authtype),
+        username: str(auth.username),
+        password: str(auth.password),
+        externalId: str(extra.external_id).trim(),
+        resourceType: str(auth.resource_type),
+        resourceId: str(auth.resource_id)
+      }
+    },
+
+    async reportAvailability (applicationId, tenant, status, error) {
+      // Never send last_checked_at: sources-api sets it, and sending it loops Application.update events.
+      await send(`/api/sources/v3.1/applications/${encodeURIComponent(applicationId)}`, tenant, 'PATCH',
+        { availability_status: status, availability_status_error: error })
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from '../log.js'
+import type { Outbox, StatusMessage } from '../store/outbox.js'
+
+export interface StatusSink {
+  name: string
+  /** Resolves only once every message was accepted (e.g. acknowledged by the broker). */
+  send: (messages: StatusMessage[]) => Promise<void>
+  close: () => Promise<void>
+}
+
+export interface StatusRelayOptions {
+  outbox: Outbox
+  sink: StatusSink
+  log: Logger
+  /** How often to look for unsent rows without being woken (rows left by a crash, failed sends). */
+  pollMs: number
+  batchSize?: number
+}
+
+export interface StatusRelay {
+  start: () => void
+  wake: () => void
+  /** Sends what is unsent for up to `graceMs`, then stops. */
+  stop: (graceMs: number) => Promise<void>
+}
+
+/** Publishes status outbox rows; a row is marked sent only after the sink accepted it. */
+export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
+  let wakeUp: (() => void) | undefined
+  let woken = false
+  let draining = false
+  let stopped = false
+  let loop: Promise<void> | undefined
+
+  function wake (): void {
+    woken = true
+    wakeUp?.()
+  }
+
+  async function idle (ms: number): Promise<void> {
+    if (woken) return
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(resolve, ms)
+      wakeUp = () => { clearTimeout(timer); resolve() }
+    })
+    wakeUp = undefined
+  }
+
+  async function run (): Promise<void> {
+    let failures = 0
+    while (!stopped) {
+      woken = false
+      try {
+        const batch = await o.outbox.next(o.batchSize ?? 500)
+        if (batch.length === 0) {
+          if (draining) return
+          await idle(o.pollMs)
+          continue
+        }
+        await o.sink.send(batch)
+        await o.outbox.markSent(batch.map(m => m.id))
+        if (failures > 0) o.log.info({ sink: o.sink.name }, 'status messages flowing again')
+        failures = 0
+        woken = true
+      } catch (err) {
+        failures++
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7))
+        if (failures === 1 || failures % 10 === 0) o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        if (draining) return
+        await sleep(delay)
+      }
+    }
+  }
+
+  return {
+    start () {
+      loop ??= run()
+    },
+    wake,
+    async stop (graceMs) {
+      draining = true
+      wake()
+      if (loop) await Promise.race([loop, sleep(graceMs, undefined, { ref: false })])
+      stopped = true
+      wake()
+      await o.sink.close()
+    }
+  }
+}
+
+/** The body and headers of DESIGN.md's availability message. */
+export function availabilityMessage (m: StatusMessage): { key: string, value: string, headers: Record<string, string> } {
+  const headers: Record<string, string> = { event_type: 'availability_status', 'x-rh-sources-org-id': m.orgId }
+  if (m.accountNumber) headers['x-rh-sources-account-number'] = m.accountNumber
+  return {
+    key: m.orgId,
+    value: JSON.stringify({ resource_type: 'Application', resource_id: m.applicationId, status: m.status, error: m.error }),
+    headers
+  }
+}

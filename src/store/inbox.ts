@@ -1,0 +1,158 @@
+import type pg from 'pg'
+import type { IncomingEvent } from '../ingress/normalise.js'
+
+export interface InboxEvent {
+  id: number
+  eventType: string
+  queueKey: string | null
+  orgId: string
+  accountNumber: string | null
+  body: Record<string, unknown>
+  deliveryId: string | null
+  attempts: number
+  nextAttemptAt: Date
+  receivedAt: Date
+}
+
+/** Per event appended: its inbox id, or null when it was a redelivery. */
+export type AppendResult = Array<number | null>
+
+interface Waiter {
+  events: IncomingEvent[]
+  resolve: (result: AppendResult) => void
+  reject: (err: Error) => void
+}
+
+const GROUP_LIMIT = 2000
+
+const INSERT = `
+with input as (
+  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[])
+    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, ord)
+), fresh as (
+  insert into delivery_keys (key, expires_at)
+  select dedupe_key, case when ttl_ms is null then null else now() + ttl_ms * interval '1 millisecond' end from input
+  on conflict (key) do update set expires_at = excluded.expires_at
+    where delivery_keys.expires_at is not null and delivery_keys.expires_at < now()
+  returning key
+)
+insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key)
+select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key
+from input i join fresh f on f.key = i.dedupe_key
+order by i.ord
+returning id, dedupe_key`
+
+export interface Inbox {
+  /**
+   * Stores events durably. Concurrent callers share one transaction (group
+   * commit); each promise settles only after that transaction committed.
+   */
+  append: (events: IncomingEvent[]) => Promise<AppendResult>
+  /** Called after each commit that stored new events. */
+  onAppend: (listener: () => void) => void
+  readPending: (afterId: number, limit: number) => Promise<InboxEvent[]>
+  scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string) => Promise<void>
+  finish: (ids: number[], state: 'ignored' | 'dead', outcome: string) => Promise<void>
+}
+
+function rowToEvent (row: Record<string, any>): InboxEvent {
+  return {
+    id: Number(row.id),
+    eventType: row.event_type,
+    queueKey: row.queue_key,
+    orgId: row.org_id,
+    accountNumber: row.account_number,
+    body: row.body,
+    deliveryId: row.delivery_id,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    receivedAt: row.received_at
+  }
+}
+
+export function createInbox (pool: pg.Pool): Inbox {
+  const waiting: Waiter[] = []
+  const listeners: Array<() => void> = []
+  let writing = false
+
+  async function writeGroup (group: Waiter[]): Promise<void> {
+    // A key seen twice in one group is a redelivery of the first: keep the first only.
+    const firstIndex = new Map<string, number>()
+    const unique: IncomingEvent[] = []
+    for (const w of group) {
+      for (const e of w.events) {
+        if (!firstIndex.has(e.dedupeKey)) {
+          firstIndex.set(e.dedupeKey, unique.length)
+          unique.push(e)
+        }
+      }
+    }
+    const { rows } = await pool.query<{ id: string, dedupe_key: string }>(INSERT, [
+      unique.map(e => e.dedupeKey),
+      unique.map(e => e.dedupeTtlMs),
+      unique.map(e => e.eventType),
+      unique.map(e => e.queueKey),
+      unique.map(e => e.orgId),
+      unique.map(e => e.accountNumber),
+      unique.map(e => JSON.stringify(e.body)),
+      unique.map(e => e.deliveryId)
+    ])
+    const stored = new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))
+    const claimed = new Set<string>()
+    for (const w of group) {
+      w.resolve(w.events.map(e => {
+        const id = stored.get(e.dedupeKey)
+        if (id === undefined || claimed.has(e.dedupeKey)) return null
+        claimed.add(e.dedupeKey)
+        return id
+      }))
+    }
+    if (rows.length > 0) for (const l of listeners) l()
+  }
+
+  // One writer at a time: inbox ids then commit in id order, which the
+  // dispatcher's cursor relies on, and concurrent pushes share one fsync.
+  async function drain (): Promise<void> {
+    writing = true
+    try {
+      while (waiting.length > 0) {
+        let count = 0
+        let take = 0
+        while (take < waiting.length && (take === 0 || count + waiting[take].events.length <= GROUP_LIMIT)) {
+          count += waiting[take].events.length
+          take++
+        }
+        const group = waiting.splice(0, take)
+        await writeGroup(group).catch((err: Error) => { for (const w of group) w.reject(err) })
+      }
+    } finally {
+      writing = false
+    }
+  }
+
+  return {
+    append (events) {
+      return new Promise<AppendResult>((resolve, reject) => {
+        waiting.push({ events, resolve, reject })
+        if (!writing) void drain()
+      })
+    },
+    onAppend (listener) {
+      listeners.push(listener)
+    },
+    async readPending (afterId, limit) {
+      const { rows } = await pool.query(
+        `select id, event_type, queue_key, org_id, account_number, body, delivery_id, attempts, next_attempt_at, received_at
+         from inbox where state = 'pending' and id > $1 order by id limit $2`, [afterId, limit])
+      return rows.map(rowToEvent)
+    },
+    async scheduleRetry (id, attempts, nextAttemptAt, error) {
+      await pool.query('update inbox set attempts = $2, next_attempt_at = $3, last_error = $4 where id = $1', [id, attempts, nextAttemptAt, error])
+    },
+    async finish (ids, state, outcome) {
+      await pool.query(
+        `update inbox set state = $2, outcome = $3, finished_at = now() where id = any($1::bigint[]) and state = 'pending'`,
+        [ids, state, outcome])
+    }
+  }
+}

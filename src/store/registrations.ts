@@ -1,0 +1,101 @@
+import type pg from 'pg'
+
+export type RegistrationState = 'pending' | 'registered' | 'unavailable' | 'paused' | 'removed'
+export const REGISTRATION_STATES: RegistrationState[] = ['pending', 'registered', 'unavailable', 'paused', 'removed']
+
+export interface Registration {
+  applicationId: string
+  sourceId: string
+  authenticationId: string | null
+  orgId: string
+  accountNumber: string | null
+  awsAccountId: string | null
+  roleArn: string | null
+  state: RegistrationState
+  mapped: boolean
+  lastErrorCode: string | null
+  lastErrorMessage: string | null
+  attempts: number
+  createdAt: Date
+  updatedAt: Date
+  verifiedAt: Date | null
+}
+
+/** What a handler decided about a registration; `verified` stamps verified_at. */
+export type RegistrationWrite = Omit<Registration, 'createdAt' | 'updatedAt' | 'verifiedAt'> & { verified: boolean }
+
+const COLUMNS = `application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn, state, mapped,
+  last_error_code, last_error_message, attempts, created_at, updated_at, verified_at`
+
+function toRegistration (r: Record<string, any>): Registration {
+  return {
+    applicationId: r.application_id,
+    sourceId: r.source_id,
+    authenticationId: r.authentication_id,
+    orgId: r.org_id,
+    accountNumber: r.account_number,
+    awsAccountId: r.aws_account_id,
+    roleArn: r.role_arn,
+    state: r.state,
+    mapped: r.mapped,
+    lastErrorCode: r.last_error_code,
+    lastErrorMessage: r.last_error_message,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    verifiedAt: r.verified_at
+  }
+}
+
+export async function upsertRegistration (db: pg.ClientBase, w: RegistrationWrite, eventId: number): Promise<void> {
+  await db.query(
+    `insert into registrations (application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn,
+       state, mapped, last_error_code, last_error_message, attempts, last_event_id, verified_at)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, case when $14::boolean then now() end)
+     on conflict (application_id) do update set
+       source_id = excluded.source_id, authentication_id = excluded.authentication_id, org_id = excluded.org_id,
+       account_number = excluded.account_number, aws_account_id = excluded.aws_account_id, role_arn = excluded.role_arn,
+       state = excluded.state, mapped = excluded.mapped, last_error_code = excluded.last_error_code,
+       last_error_message = excluded.last_error_message, attempts = excluded.attempts, last_event_id = excluded.last_event_id,
+       updated_at = now(), verified_at = coalesce(excluded.verified_at, registrations.verified_at)`,
+    [w.applicationId, w.sourceId, w.authenticationId, w.orgId, w.accountNumber, w.awsAccountId, w.roleArn,
+      w.state, w.mapped, w.lastErrorCode, w.lastErrorMessage, w.attempts, eventId, w.verified])
+}
+
+export interface RegistrationQuery {
+  orgId: string
+  state?: RegistrationState
+  limit: number
+  offset: number
+}
+
+export interface Registrations {
+  findByApplication: (applicationId: string) => Promise<Registration | null>
+  findBySource: (orgId: string, sourceId: string) => Promise<Registration | null>
+  list: (q: RegistrationQuery) => Promise<{ count: number, data: Registration[] }>
+}
+
+export function createRegistrations (pool: pg.Pool): Registrations {
+  return {
+    async findByApplication (applicationId) {
+      const { rows } = await pool.query(`select ${COLUMNS} from registrations where application_id = $1`, [applicationId])
+      return rows.length > 0 ? toRegistration(rows[0]) : null
+    },
+    async findBySource (orgId, sourceId) {
+      // A source has one cloud-meter application; should history hold more, the latest speaks for it.
+      const { rows } = await pool.query(
+        `select ${COLUMNS} from registrations where org_id = $1 and source_id = $2 order by updated_at desc limit 1`, [orgId, sourceId])
+      return rows.length > 0 ? toRegistration(rows[0]) : null
+    },
+    async list ({ orgId, state, limit, offset }) {
+      const where = state === undefined ? 'org_id = $1' : 'org_id = $1 and state = $2'
+      const params: unknown[] = state === undefined ? [orgId] : [orgId, state]
+      const count = await pool.query<{ count: string }>(`select count(*) from registrations where ${where}`, params)
+      const { rows } = await pool.query(
+        `select ${COLUMNS} from registrations where ${where}
+         order by length(source_id), source_id, application_id limit $${params.length + 1} offset $${params.length + 2}`,
+        [...params, limit, offset])
+      return { count: Number(count.rows[0].count), data: rows.map(toRegistration) }
+    }
+  }
+}

@@ -1,0 +1,99 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { request, type Dispatcher } from 'undici'
+import { UpstreamError, type UpstreamTarget } from './errors.js'
+
+export interface CallOptions {
+  target: UpstreamTarget
+  dispatcher: Dispatcher
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE'
+  url: string
+  headers: Record<string, string>
+  body?: unknown
+  timeoutMs: number
+  attempts: number
+  observe?: (target: UpstreamTarget, outcome: string, seconds: number) => void
+}
+
+export interface CallResult {
+  status: number
+  body: unknown
+}
+
+function classify (target: UpstreamTarget, status: number, body: unknown): UpstreamError | null {
+  if (status < 400) return null
+  const reason = reasonOf(body)
+  if (status === 404) return new UpstreamError(target, 'not_found', 'not found', status, reason)
+  if (status === 401 || status === 403) return new UpstreamError(target, 'misconfigured', `our credentials were refused (${status})`, status, reason)
+  if (status === 408 || status === 429 || status >= 500) return new UpstreamError(target, 'transient', `answered ${status}`, status, reason)
+  return new UpstreamError(target, 'rejected', `answered ${status}`, status, reason)
+}
+
+/** The human-readable part of the JSON:API-style error bodies sources-api and RHSM send. */
+function reasonOf (body: unknown): string | undefined {
+  const errors = (body as { errors?: unknown } | null)?.errors
+  if (Array.isArray(errors) && errors.length > 0) {
+    const first = errors[0] as Record<string, unknown>
+    const text = first.detail ?? first.title
+    if (typeof text === 'string') return text.slice(0, 500)
+  }
+  if (typeof body === 'string' && body !== '') return body.slice(0, 500)
+  return undefined
+}
+
+async function once (o: CallOptions): Promise<CallResult> {
+  const headers: Record<string, string> = { accept: 'application/json', ...o.headers }
+  let payload: string | undefined
+  if (o.body !== undefined) {
+    payload = JSON.stringify(o.body)
+    headers['content-type'] = 'application/json'
+  }
+  let res: Dispatcher.ResponseData
+  try {
+    res = await request(o.url, {
+      dispatcher: o.dispatcher,
+      method: o.method,
+      headers,
+      body: payload,
+      headersTimeout: o.timeoutMs,
+      bodyTimeout: o.timeoutMs,
+      signal: AbortSignal.timeout(o.timeoutMs)
+    })
+  } catch (err) {
+    const e = err as Error & { code?: string }
+    throw new UpstreamError(o.target, 'transient', `${o.method} failed: ${e.code ?? e.name}`)
+  }
+  let text: string
+  try {
+    text = await res.body.text()
+  } catch (err) {
+    const e = err as Error & { code?: string }
+    throw new UpstreamError(o.target, 'transient', `${o.method} body failed: ${e.code ?? e.name}`)
+  }
+  let body: unknown = text
+  if (text !== '' && (res.headers['content-type'] ?? '').includes('json')) {
+    try { body = JSON.parse(text) } catch { body = text }
+  }
+  const error = classify(o.target, res.statusCode, body)
+  if (error) throw error
+  return { status: res.statusCode, body }
+}
+
+/**
+ * One upstream call with a few quick attempts for transient failures; the
+ * event-level retry with backoff takes over when these run out.
+ */
+export async function call (o: CallOptions): Promise<CallResult> {
+  for (let attempt = 1; ; attempt++) {
+    const started = process.hrtime.bigint()
+    try {
+      const result = await once(o)
+      o.observe?.(o.target, 'ok', Number(process.hrtime.bigint() - started) / 1e9)
+      return result
+    } catch (err) {
+      const e = err as UpstreamError
+      o.observe?.(o.target, e.kind, Number(process.hrtime.bigint() - started) / 1e9)
+      if (e.kind !== 'transient' || attempt >= o.attempts) throw err
+      await sleep(50 * 2 ** attempt + Math.random() * 50)
+    }
+  }
+}

@@ -1,0 +1,191 @@
+import { FakeHttpServer } from './fake-http.js';
+import type { FakeHttpOptions, FakeReply, RecordedRequest } from './fake-http.js';
+import { readFixture } from './fixtures.js';
+
+export interface SourcesApplicationType {
+  id: string;
+  name: string;
+  [key: string]: unknown;
+}
+
+export interface SourcesApplication {
+  id: string;
+  created_at: string;
+  updated_at: string;
+  availability_status: string;
+  last_checked_at: string;
+  last_available_at: string;
+  availability_status_error: string;
+  extra: Record<string, unknown>;
+  source_id: string;
+  application_type_id: string;
+}
+
+export interface SourcesAuthentication {
+  id: string;
+  created_at: string;
+  name: string;
+  authtype: string;
+  username: string;
+  password: string;
+  extra: { external_id?: string; [key: string]: unknown };
+  version: string;
+  availability_status: string;
+  availability_status_error: string;
+  resource_type: string;
+  resource_id: string;
+}
+
+export interface SourcesApplicationAuthentication {
+  id: string;
+  created_at: string;
+  updated_at: string;
+  application_id: string;
+  authentication_id: string;
+}
+
+export interface AddSourceInput {
+  sourceId: string;
+  applicationId: string;
+  authenticationId: string;
+  arn: string;
+  externalId?: string;
+  applicationTypeId?: string;
+  authtype?: string;
+  resourceType?: string;
+}
+
+export interface FakeSourcesOptions extends FakeHttpOptions {
+  psk?: string;
+}
+
+const API = '/api/sources/v3.1';
+
+export class FakeSources extends FakeHttpServer {
+  psk: string;
+  applicationTypes: SourcesApplicationType[] = structuredClone(
+    readFixture('sources-api/application_types.cloud-meter.json').data,
+  );
+  readonly sources = new Set<string>();
+  readonly applications = new Map<string, SourcesApplication>();
+  readonly authentications = new Map<string, SourcesAuthentication>();
+  applicationAuthentications: SourcesApplicationAuthentication[] = [];
+  readonly patches: Array<{ applicationId: string; body: unknown }> = [];
+
+  private nextAppAuthId = 1000;
+
+  constructor(opts: FakeSourcesOptions = {}) {
+    super(opts);
+    this.psk = opts.psk ?? 'test-psk';
+  }
+
+  addSource(input: AddSourceInput): {
+    application: SourcesApplication;
+    authentication: SourcesAuthentication;
+    applicationAuthentication: SourcesApplicationAuthentication;
+  } {
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const resourceType = input.resourceType ?? 'Application';
+    this.sources.add(input.sourceId);
+    const application: SourcesApplication = {
+      id: input.applicationId,
+      created_at: now,
+      updated_at: now,
+      availability_status: 'in_progress',
+      last_checked_at: '',
+      last_available_at: '',
+      availability_status_error: '',
+      extra: {},
+      source_id: input.sourceId,
+      application_type_id: input.applicationTypeId ?? '5',
+    };
+    const authentication: SourcesAuthentication = {
+      id: input.authenticationId,
+      created_at: now,
+      name: '',
+      authtype: input.authtype ?? 'cloud-meter-arn',
+      username: input.arn,
+      password: '',
+      extra: input.externalId === undefined ? {} : { external_id: input.externalId },
+      version: '',
+      availability_status: 'in_progress',
+      availability_status_error: '',
+      resource_type: resourceType,
+      resource_id: resourceType === 'Source' ? input.sourceId : input.applicationId,
+    };
+    const applicationAuthentication: SourcesApplicationAuthentication = {
+      id: String(this.nextAppAuthId++),
+      created_at: now,
+      updated_at: now,
+      application_id: input.applicationId,
+      authentication_id: input.authenticationId,
+    };
+    this.applications.set(application.id, application);
+    this.authentications.set(authentication.id, authentication);
+    this.applicationAuthentications.push(applicationAuthentication);
+    return { application, authentication, applicationAuthentication };
+  }
+
+  protected route(req: RecordedRequest): FakeReply {
+    if (req.headers['x-rh-sources-psk'] !== this.psk) return this.faultReply(401);
+    const params = new URLSearchParams(req.query);
+    const p = req.path;
+    let m: RegExpMatchArray | null;
+
+    if (req.method === 'GET' && p === `${API}/application_types`) {
+      const name = params.get('filter[name]');
+      return list(this.applicationTypes.filter((t) => name === null || t.name === name));
+    }
+    if ((m = p.match(/^\/api\/sources\/v3\.1\/applications\/([^/]+)$/))) {
+      const app = this.applications.get(m[1]);
+      if (!app) return notFound();
+      if (req.method === 'GET') return { status: 200, body: app };
+      if (req.method === 'PATCH') {
+        this.patches.push({ applicationId: app.id, body: req.body });
+        if (isRecord(req.body)) {
+          for (const [k, v] of Object.entries(req.body)) if (k in app && k !== 'id') (app as unknown as Record<string, unknown>)[k] = v;
+        }
+        return { status: 204 };
+      }
+    }
+    if (req.method === 'GET' && (m = p.match(/^\/internal\/v2\.0\/authentications\/([^/]+)$/))) {
+      const auth = this.authentications.get(m[1]);
+      if (!auth) return notFound();
+      if (params.getAll('expose_encrypted_attribute[]').includes('password')) return { status: 200, body: auth };
+      const { password: _hidden, ...rest } = auth;
+      return { status: 200, body: rest };
+    }
+    if (req.method === 'GET' && p === `${API}/application_authentications`) {
+      const authId = params.get('filter[authentication_id]');
+      const appId = params.get('filter[application_id]');
+      return list(
+        this.applicationAuthentications.filter(
+          (r) => (authId === null || r.authentication_id === authId) && (appId === null || r.application_id === appId),
+        ),
+      );
+    }
+    if (req.method === 'GET' && (m = p.match(/^\/api\/sources\/v3\.1\/sources\/([^/]+)\/applications$/))) {
+      const sourceId = m[1];
+      const apps = [...this.applications.values()].filter((a) => a.source_id === sourceId);
+      if (!this.sources.has(sourceId) && apps.length === 0) return notFound();
+      return list(apps);
+    }
+    return notFound();
+  }
+}
+
+export async function startFakeSources(opts: FakeSourcesOptions = {}): Promise<FakeSources> {
+  return new FakeSources(opts).listen();
+}
+
+function list(data: unknown[]): FakeReply {
+  return { status: 200, body: { meta: { count: data.length, limit: 100, offset: 0 }, links: {}, data } };
+}
+
+function notFound(): FakeReply {
+  return { status: 404, body: readFixture('sources-api/error.404.json') };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,137 @@
+import t from 'tap'
+import { normalisePush, type PushRequest } from '../src/ingress/normalise.js'
+import { readFixture } from './helpers/fixtures.js'
+
+const create = readFixture('events/app-auth-create.json')
+const expected = { eventType: 'ApplicationAuthentication.create', orgId: '7654321', accountNumber: '1234567', queueKey: 'app:42' }
+
+function native (fixture: any, extra: Record<string, string> = {}): PushRequest {
+  return { headers: { 'content-type': 'application/json', ...fixture.kafka_headers, ...extra }, body: Buffer.from(JSON.stringify(fixture.body)) }
+}
+
+function ok (req: PushRequest) {
+  const r = normalisePush(req)
+  if (!r.ok) throw new Error(`expected ok, got ${r.detail}`)
+  return r.events
+}
+
+function rejected (req: PushRequest): string {
+  const r = normalisePush(req)
+  if (r.ok) throw new Error('expected a rejection')
+  return r.detail
+}
+
+t.test('sources-native: headers carry the Kafka headers; no delivery id → content hash for 60 s', async t => {
+  const [e] = ok(native(create))
+  t.match(e, expected)
+  t.same(e.body, create.body)
+  t.match(e.dedupeKey, /^hash:/)
+  t.equal(e.dedupeTtlMs, 60_000)
+  t.equal(ok(native(create))[0].dedupeKey, e.dedupeKey, 'identical push → same key')
+  const other = { ...create, body: { ...create.body, authentication_id: 312 } }
+  t.not(ok(native(other))[0].dedupeKey, e.dedupeKey, 'different body → different key')
+})
+
+t.test('sources-native with webhook-id: that id is the durable key', async t => {
+  const [e] = ok(native(create, { 'webhook-id': 'msg_1' }))
+  t.equal(e.dedupeKey, 'webhook:msg_1')
+  t.equal(e.dedupeTtlMs, null)
+})
+
+t.test('CloudEvents binary as Knative sends it, with no Content-Type', async t => {
+  const f = readFixture('events/app-auth-create.knative-binary.json')
+  const [e] = ok({ headers: f.http_headers, body: Buffer.from(f.body) })
+  t.match(e, expected)
+  t.equal(e.dedupeKey, `ce:${f.http_headers['ce-source']}|partition:0/offset:1234`)
+  t.equal(e.deliveryId, 'partition:0/offset:1234')
+})
+
+t.test('CloudEvents structured', async t => {
+  const f = readFixture('events/app-auth-create.cloudevents-structured.json')
+  const [e] = ok({ headers: f.http_headers, body: Buffer.from(JSON.stringify(f.body)) })
+  t.match(e, expected)
+  t.same(e.body, f.body.data)
+  t.match(e.dedupeKey, /^ce:.*\|partition:0\/offset:1234$/)
+})
+
+t.test('CloudEvents batch', async t => {
+  const f = readFixture('events/cloudevents-batch.json')
+  const events = ok({ headers: f.http_headers, body: Buffer.from(JSON.stringify(f.body)) })
+  t.equal(events.length, f.body.length)
+  t.match(events[0], expected)
+  t.equal(events[1].eventType, 'Application.update')
+  t.equal(events[1].queueKey, 'app:42')
+})
+
+t.test('record batch with base64 header values', async t => {
+  const f = readFixture('events/record-batch.json')
+  const events = ok({ headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(f.body)) })
+  t.equal(events.length, 2)
+  t.match(events[0], expected)
+  t.equal(events[0].dedupeKey, 'kafka:platform.sources.event-stream/0/1234')
+  t.equal(events[1].eventType, 'Application.update')
+})
+
+t.test('record values as JSON text or base64 JSON are read too', async t => {
+  const f = readFixture('events/record-batch.json')
+  const records = [
+    { ...f.body.records[0], value: JSON.stringify(f.body.records[0].value) },
+    { ...f.body.records[0], offset: 1300, value: Buffer.from(JSON.stringify(f.body.records[0].value)).toString('base64') }
+  ]
+  const events = ok({ headers: {}, body: Buffer.from(JSON.stringify({ records })) })
+  t.same(events[0].body, f.body.records[0].value)
+  t.same(events[1].body, f.body.records[0].value)
+})
+
+t.test('every fixture event normalises, with the ordering key of DESIGN.md', async t => {
+  const keys: Record<string, string | null> = {
+    'app-auth-create.json': 'app:42',
+    'app-auth-destroy.json': 'app:42',
+    'application-create.json': 'app:42',
+    'application-destroy.json': 'app:42',
+    'application-pause.json': 'app:42',
+    'application-unpause.json': 'app:42',
+    'application-update.json': 'app:42',
+    'authentication-create.json': 'app:42',
+    'authentication-destroy.json': 'app:42',
+    'authentication-update.json': 'app:42',
+    'records-update.json': null,
+    'source-destroy.json': 'source:7'
+  }
+  for (const [file, key] of Object.entries(keys)) {
+    const f = readFixture(`events/${file}`)
+    const [e] = ok(native(f))
+    t.equal(e.eventType, f.event_type, file)
+    t.equal(e.queueKey, key, `${file} key`)
+  }
+})
+
+t.test('org id falls back to x-rh-identity; account number is optional', async t => {
+  const headers = { ...create.kafka_headers }
+  delete headers['x-rh-sources-org-id']
+  delete headers['x-rh-sources-account-number']
+  const [e] = ok({ headers, body: Buffer.from(JSON.stringify(create.body)) })
+  t.equal(e.orgId, '7654321')
+  t.equal(e.accountNumber, '1234567')
+  const identity = Buffer.from(JSON.stringify({ identity: { internal: { org_id: '555' } } })).toString('base64')
+  const [f] = ok({ headers: { event_type: 'X.y', 'x-rh-identity': identity }, body: Buffer.from('{}') })
+  t.equal(f.orgId, '555')
+  t.equal(f.accountNumber, null)
+})
+
+t.test('requests that can never succeed name what is wrong', async t => {
+  t.match(rejected({ headers: { event_type: 'A.b' }, body: Buffer.from('{bad') }), /not valid JSON/)
+  t.match(rejected({ headers: { 'x-rh-sources-org-id': '1' }, body: Buffer.from('{}') }), /no event type/)
+  t.match(rejected({ headers: { event_type: 'A.b' }, body: Buffer.from('{}') }), /no org id/)
+  t.match(rejected({ headers: { event_type: 'A.b', 'x-rh-identity': 'not base64!' }, body: Buffer.from('{}') }), /no org id/)
+  t.match(rejected({ headers: { event_type: 'A.b', 'x-rh-sources-org-id': '1' }, body: Buffer.from('[1]') }), /JSON object/)
+  t.match(rejected({ headers: { event_type: 'A.b', 'x-rh-sources-org-id': '1' }, body: Buffer.alloc(0) }), /empty/)
+  t.match(rejected({ headers: { event_type: 'A.b', 'x-rh-sources-org-id': '1 OR 1=1' }, body: Buffer.from('{}') }), /org id/)
+  const f = readFixture('events/record-batch.json')
+  const records = [f.body.records[0], { ...f.body.records[1], headers: [{ key: 'event_type', value: '%%%' }] }]
+  t.match(rejected({ headers: {}, body: Buffer.from(JSON.stringify({ records })) }), /records\[1\] headers\[0\]\.value is not base64/)
+  const noOrg = [f.body.records[0], { ...f.body.records[1], headers: [] }]
+  t.match(rejected({ headers: {}, body: Buffer.from(JSON.stringify({ records: noOrg })) }), /records\[1\] has no event type/)
+  t.match(rejected({ headers: { 'content-type': 'application/cloudevents-batch+json' }, body: Buffer.from('[]') }), /non-empty array/)
+  t.match(rejected({ headers: { 'ce-id': 'x', 'ce-source': 's', 'ce-kafkaheadereventtype': 'A.b', 'ce-kafkaheaderxrhsourcesorgid': '1' }, body: Buffer.from('nope') }), /not valid JSON/)
+})
