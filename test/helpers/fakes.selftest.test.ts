@@ -18,7 +18,7 @@ async function getJson(url: string, headers: Record<string, string> = {}): Promi
 }
 
 t.test('fixtures resolve', async (t) => {
-  t.match(fixturesDir, /shared\/fixtures$/);
+  t.match(fixturesDir, /test\/fixtures$/);
   t.equal(readFixture('sources-api/application.42.json').id, '42');
 });
 
