@@ -1,0 +1,159 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.js'
+import { loadConfig, type Config } from '../../src/config.js'
+import { startFakeRhsm, type FakeRhsm } from './fake-rhsm.js'
+import { startFakeSources, type FakeSources } from './fake-sources.js'
+import { startFakeSts, type FakeSts } from './fake-sts.js'
+import { collectTopic, startMockKafka, type MockKafka, type TopicCollector } from './kafka.js'
+import { readFixture } from './fixtures.js'
+
+// The service's own AWS identity, found by the SDK's default chain as in production.
+process.env.AWS_ACCESS_KEY_ID = 'AKIDCLOUDOREGTEST'
+process.env.AWS_SECRET_ACCESS_KEY = 'cloudoreg-test-secret-key'
+delete process.env.AWS_PROFILE
+
+export const STATUS_TOPIC = 'platform.sources.status'
+export const PSK = 'sources-psk-secret-7f3a'
+export const identities = readFixture('identities.json')
+export const ORG = '7654321'
+export const ACCOUNT = '1234567'
+
+/** PostgreSQL refuses port 0, so ask the kernel for a free one first. */
+export async function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export interface Stack {
+  app: FastifyInstance
+  url: string
+  config: Config
+  sources: FakeSources
+  rhsm: FakeRhsm
+  sts: FakeSts
+  kafka?: MockKafka
+  status?: TopicCollector
+  /** Every log line the service wrote, as text. */
+  logs: string[]
+  /** Closes the app (gracefully) and builds a new one on the same data. */
+  restart: (env?: Record<string, string>) => Promise<void>
+  close: () => Promise<void>
+}
+
+export interface StackOptions {
+  kafka?: boolean
+  env?: Record<string, string>
+}
+
+interface Teardown { teardown: (fn: () => Promise<void> | void) => void }
+
+/** The real server on a real port with embedded PostgreSQL, fake upstreams over HTTP, and optionally the mock Kafka cluster. */
+export async function startStack (t: Teardown, opts: StackOptions = {}): Promise<Stack> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-test-'))
+  const [sources, rhsm, sts, pgPort] = await Promise.all([startFakeSources({ psk: PSK }), startFakeRhsm(), startFakeSts(), freePort()])
+  const kafka = opts.kafka ? await startMockKafka() : undefined
+  const logs: string[] = []
+  const logStream = new Writable({
+    write (chunk, _encoding, done) {
+      logs.push(chunk.toString())
+      if (process.env.CLOUDOREG_TEST_LOGS) process.stderr.write(chunk)
+      done()
+    }
+  })
+  const baseEnv: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    DATA_DIR: dataDir,
+    EMBEDDED_PG_PORT: String(pgPort),
+    SOURCES_API_URL: sources.url,
+    SOURCES_PSK: PSK,
+    RHSM_API_URL: rhsm.url,
+    AWS_STS_ENDPOINT: sts.url,
+    UPSTREAM_TIMEOUT_MS: '2000',
+    RETRY_BASE_DELAY_MS: '50',
+    RETRY_MAX_DELAY_MS: '500',
+    ...(kafka ? { KAFKA_BROKERS: kafka.brokers.join(',') } : { STATUS_SINK: 'http' }),
+    ...opts.env
+  }
+
+  const stack = { url: '', sources, rhsm, sts, kafka, logs } as Stack
+  async function boot (env: Record<string, string>): Promise<void> {
+    stack.config = loadConfig(env)
+    stack.app = await buildApp({ config: stack.config, logStream })
+    await stack.app.listen({ port: 0, host: '127.0.0.1' })
+    const { port } = stack.app.server.address() as { port: number }
+    stack.url = `http://127.0.0.1:${port}`
+  }
+  await boot(baseEnv)
+  if (kafka) stack.status = await collectTopic(kafka.brokers, STATUS_TOPIC)
+
+  let closed = false
+  stack.restart = async (env = {}) => {
+    await stack.app.close()
+    await boot({ ...baseEnv, ...env })
+  }
+  stack.close = async () => {
+    if (closed) return
+    closed = true
+    await stack.app.close()
+    await stack.status?.stop()
+    await kafka?.stop()
+    await Promise.all([sources.close(), rhsm.close(), sts.close()])
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  t.teardown(stack.close)
+  return stack
+}
+
+export function fixtureHeaders (fixture: { kafka_headers: Record<string, string> }): Record<string, string> {
+  return { 'content-type': 'application/json', ...fixture.kafka_headers }
+}
+
+/** Pushes one sources-native event the way a bridge would. */
+export async function pushNative (url: string, eventType: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${url}/internal/v1/events`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      event_type: eventType,
+      'x-rh-sources-org-id': ORG,
+      'x-rh-sources-account-number': ACCOUNT,
+      'x-rh-identity': identities.base64.system_7654321,
+      ...headers
+    },
+    body: JSON.stringify(body)
+  })
+}
+
+export async function getJson (url: string, identity: string = identities.base64.user_7654321): Promise<{ status: number, body: any }> {
+  const res = await fetch(url, { headers: { 'x-rh-identity': identity } })
+  return { status: res.status, body: await res.json() }
+}
+
+/** Polls until `check` returns a value other than undefined. */
+export async function eventually<T> (check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+/** The inbox state of every stored event, for asserting that work ended. */
+export async function inboxStates (stack: Stack): Promise<Array<{ id: number, event_type: string, state: string, outcome: string | null, attempts: number }>> {
+  const { rows } = await stack.app.store.pool.query('select id::int, event_type, state, outcome, attempts from inbox order by id')
+  return rows
+}
