@@ -117,12 +117,14 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       }
       const err = result.err
       o.metrics.eventAttemptFailed(event.eventType)
-      if (err instanceof UpstreamError && err.kind === 'misconfigured') {
+      const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
+      if (misconfigured) {
         o.metrics.misconfigured(err.target)
         log.error({ target: err.target, status: err.status }, 'an upstream refused cloudoreg\'s own credentials; fix the configuration')
       }
       const message = err.message.slice(0, 1000)
-      if (!isRetryable(err) || attempts >= o.retry.maxAttempts) {
+      // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
+      if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
         log.warn({ attempts, error: message }, 'giving up on event')
         await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt)
         return

@@ -16,6 +16,9 @@ export class FakeRhsm extends FakeHttpServer {
     super(opts, '/v1');
   }
 
+  /** AWS account id → the detail of a 400 RHSM answers when asked to map it. */
+  readonly rejectAccount = new Map<string, string>();
+
   protected route(req: RecordedRequest): FakeReply {
     const orgId = req.headers['x-rhsmapi-accountid'];
     if (req.method === 'POST' && req.path === '/v1/cloud_access_providers/AWS/accounts') {
@@ -24,6 +27,8 @@ export class FakeRhsm extends FakeHttpServer {
       if (!items) return badRequest('Invalid request body');
       for (const item of items) this.postsBySource.set(item.sourceId, (this.postsBySource.get(item.sourceId) ?? 0) + 1);
       for (const item of items) {
+        const rejection = this.rejectAccount.get(item.id);
+        if (rejection !== undefined) return badRequest(rejection);
         for (const mapping of this.mappings.values()) {
           if (mapping.awsAccountId === item.id && mapping.orgId !== orgId) {
             const example = readFixture('rhsm/add-provider-account.json').error_example;

@@ -32,6 +32,8 @@ const TEMPLATES = {
 export class FakeSts extends FakeHttpServer {
   readonly deny = new Set<string>();
   readonly notAssumed = new Set<string>();
+  /** Role ARN → an AWS error code AssumeRole answers with (HTTP 400). */
+  readonly errorFor = new Map<string, string>();
   readonly calls: StsCall[] = [];
   readonly issued = new Map<string, IssuedCredentials>();
 
@@ -76,6 +78,8 @@ export class FakeSts extends FakeHttpServer {
     if (!m || !/^[\w+=,.@-]{2,64}$/.test(sessionName)) {
       return stsError(400, 'ValidationError', `Invalid RoleArn or RoleSessionName: ${roleArn} ${sessionName}`);
     }
+    const code = this.errorFor.get(roleArn);
+    if (code !== undefined) return stsError(400, code, `injected ${code}`);
     if (this.deny.has(roleArn)) {
       return xml(403, setTag(TEMPLATES.accessDenied, 'Message', `User: ${CALLER_ARN} is not authorized to perform: sts:AssumeRole on resource: ${roleArn}`));
     }
