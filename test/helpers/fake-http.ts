@@ -47,6 +47,8 @@ export abstract class FakeHttpServer {
   url = '';
   readonly requests: RecordedRequest[] = [];
   delayMs: number;
+  /** Up to this much more delay, drawn per request, so that concurrent requests overtake each other. */
+  jitterMs = 0;
   failureRate: number;
   hangMs: number;
   faultsInjected = 0;
@@ -127,7 +129,7 @@ export abstract class FakeHttpServer {
 
     const fault = this.pickFault();
     if (fault !== undefined) this.faultsInjected++;
-    if (!(await waitUnlessGone(this.delayMs, res))) return;
+    if (!(await waitUnlessGone(this.delayMs + Math.floor(Math.random() * this.jitterMs), res))) return;
     if (fault === 'reset') {
       req.socket.destroy();
       return;
