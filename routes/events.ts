@@ -35,8 +35,9 @@ export default async function events (app: FastifyInstance, { config }: { config
       summary: 'Push sources-api events',
       description: 'Accepts sources-native pushes (event in the body, Kafka headers as HTTP headers), CloudEvents binary ' +
         '(Knative KafkaSource, no Content-Type needed), CloudEvents structured and batch, and Strimzi-style record batches. ' +
-        'Replies 202 once every new event is durably stored, 200 when all were already stored (a redelivery).',
-      security: config.PUSH_TOKEN ? [{ bearer: [] }, { dapr: [] }] : [],
+        'Replies 202 once every new event is durably stored, 200 when all were already stored (a redelivery). ' +
+        'When PUSH_TOKEN is set, a push must carry it as a bearer token or in dapr-api-token.',
+      security: [{ bearer: [] }, { dapr: [] }, {}],
       response: {
         200: { description: 'All events were already stored (redelivery)', type: 'null' },
         202: { description: 'Stored; will be processed in order for its source', type: 'null' },

@@ -1,0 +1,41 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+import { freePort } from './helpers/stack.js'
+
+const committed = new URL('../openapi/openapi.json', import.meta.url)
+
+t.test('the served OpenAPI document is the committed openapi/openapi.json (npm run openapi rewrites it)', async t => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-openapi-'))
+  const app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent' }) })
+  t.teardown(async () => {
+    await app.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+  const res = await app.inject({ method: 'GET', url: '/api/cloudoreg/v1/openapi.json' })
+  t.equal(res.statusCode, 200)
+  const served = res.json()
+  const text = JSON.stringify(served, null, 2) + '\n'
+  if (process.env.UPDATE_OPENAPI === '1') writeFileSync(committed, text)
+  t.equal(text, readFileSync(committed, 'utf8'), 'openapi/openapi.json is up to date; run npm run openapi')
+
+  t.equal(served.openapi, '3.0.3')
+  t.same(Object.keys(served.paths).sort(), [
+    '/api/cloudoreg/v1/sources',
+    '/api/cloudoreg/v1/sources/{source_id}',
+    '/healthz',
+    '/internal/v1/events',
+    '/readyz'
+  ])
+  t.ok(served.components.schemas.Problem, 'Problem is a named schema')
+  t.ok(served.components.schemas.SourceStatus, 'SourceStatus is a named schema')
+  t.same(served.paths['/api/cloudoreg/v1/sources'].get.security, [{ identity: [] }])
+
+  const ui = await app.inject({ method: 'GET', url: '/api/cloudoreg/v1/docs/' })
+  t.equal(ui.statusCode, 200)
+  t.match(ui.headers['content-type'], /text\/html/)
+  t.match(ui.body, /swagger-ui/i)
+})
