@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
@@ -34,7 +34,7 @@ async function stored (): Promise<Array<{ event_type: string, org_id: string, ac
   return rows
 }
 
-function inject (headers: Record<string, string>, payload: string | Buffer): ReturnType<FastifyInstance['inject']> {
+async function inject (headers: Record<string, string>, payload: string | Buffer): Promise<LightMyRequestResponse> {
   return app.inject({ method: 'POST', url: '/internal/v1/events', headers, payload })
 }
 
