@@ -14,18 +14,26 @@ export function kafkaStatusSink (o: KafkaSinkOptions): StatusSink {
     clientId: 'cloudoreg',
     brokers: o.brokers,
     connectionTimeout: 3000,
-    requestTimeout: 10_000,
-    // The relay retries whole sends with its own backoff; kafkajs retries only briefly.
-    retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2000 },
+    // Longer than the broker stalls we ride out: a produce that times out is retried on the
+    // same socket and a stalled broker later appends both copies.
+    requestTimeout: 30_000,
+    // Stated in full: kafkajs silently switches to other defaults when NODE_ENV=test. The relay
+    // retries whole sends with its own backoff on top of these.
+    retry: { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 },
     logLevel: logLevel.ERROR,
-    logCreator: () => ({ namespace, log }) => o.log.warn({ kafka: namespace }, log.message)
+    logCreator: () => ({ namespace, log }) => { o.log.warn({ kafka: namespace }, log.message) }
   })
   let producer: Producer | undefined
 
   async function connected (): Promise<Producer> {
     if (producer !== undefined) return producer
     const p = kafka.producer({ allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner, idempotent: false, maxInFlightRequests: 1 })
-    await p.connect()
+    try {
+      await p.connect()
+    } catch (err) {
+      await p.disconnect().catch(() => {})
+      throw err
+    }
     producer = p
     return p
   }
@@ -37,7 +45,8 @@ export function kafkaStatusSink (o: KafkaSinkOptions): StatusSink {
       try {
         await p.send({ topic: o.topic, acks: -1, messages: messages.map(availabilityMessage) })
       } catch (err) {
-        // A fresh producer after a failure: kafkajs can keep stale broker connections after an outage.
+        // A fresh producer after a failure: when a first connect timed out, kafkajs keeps a half-open
+        // seed broker and fails every later send until disconnect and connect.
         producer = undefined
         await p.disconnect().catch(() => {})
         throw err
