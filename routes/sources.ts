@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { decodeIdentity } from '../src/identity.js'
 import { sendProblem } from '../src/plugins/problem.js'
@@ -81,7 +82,8 @@ declare module 'fastify' {
 }
 
 /** The status API: what cloudoreg knows of each source, scoped to the caller's org. */
-export default async function sources (app: FastifyInstance): Promise<void> {
+export default async function sources (fastify: FastifyInstance): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.addSchema(SourceStatus)
   app.decorateRequest('orgId', '')
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -101,7 +103,7 @@ export default async function sources (app: FastifyInstance): Promise<void> {
       response: { 200: SourceList, 400: ProblemRef, 401: ProblemRef }
     }
   }, async (request) => {
-    const { limit, offset, state } = request.query as Static<typeof ListQuery>
+    const { limit, offset, state } = request.query
     const { count, data } = await app.store.registrations.list({ orgId: request.orgId, state, limit, offset })
     const link = (o: number): string => `${PREFIX}/sources?limit=${limit}&offset=${o}${state ? `&state=${state}` : ''}`
     const lastOffset = count === 0 ? 0 : Math.floor((count - 1) / limit) * limit
@@ -126,7 +128,7 @@ export default async function sources (app: FastifyInstance): Promise<void> {
       response: { 200: Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }), 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
     }
   }, async (request, reply) => {
-    const { source_id: sourceId } = request.params as Static<typeof SourceParams>
+    const { source_id: sourceId } = request.params
     const registration = await app.store.registrations.findBySource(request.orgId, sourceId)
     // Another org's source is indistinguishable from one that does not exist.
     if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
