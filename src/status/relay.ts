@@ -84,7 +84,8 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
       if (loop) await Promise.race([loop, sleep(graceMs, undefined, { ref: false })])
       stopped = true
       wake()
-      await o.sink.close()
+      // A Kafka disconnect waits for in-flight requests, up to the request timeout during an outage.
+      await Promise.race([o.sink.close(), sleep(graceMs, undefined, { ref: false })])
     }
   }
 }
