@@ -57,7 +57,14 @@ export default async function events (app: FastifyInstance, { config }: { config
   }, async (request, reply) => {
     const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })
     if (!result.ok) return sendProblem(reply, 400, result.detail)
-    const ids = await app.store.inbox.append(result.events)
+    let ids
+    try {
+      ids = await app.store.inbox.append(result.events)
+    } catch (err) {
+      // Nothing was stored; the bridge retries a 503 later.
+      request.log.error({ err }, 'storing pushed events failed')
+      return sendProblem(reply, 503, 'the event store is unavailable; retry later', { 'retry-after': '5' })
+    }
     let stored = 0
     result.events.forEach((event, i) => {
       if (ids[i] === null) return

@@ -134,3 +134,20 @@ t.test('unknown routes and methods answer problem+json', async t => {
   t.equal(res.statusCode, 404)
   t.match(res.json(), { status: 404, detail: /no route GET \/nope/ })
 })
+
+t.test('a store failure answers 503 with Retry-After, and nothing is half-written', async t => {
+  await app.store.pool.query('alter table inbox rename to inbox_away')
+  let res
+  try {
+    res = await inject({ ...auth, 'content-type': 'application/json', ...create.kafka_headers, 'webhook-id': 'msg-store-down' }, JSON.stringify(create.body))
+  } finally {
+    await app.store.pool.query('alter table inbox_away rename to inbox')
+  }
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '5')
+  t.match(res.json(), { status: 503, detail: /event store is unavailable/ })
+  const { rows } = await app.store.pool.query('select count(*)::int as n from delivery_keys')
+  t.equal(rows[0].n, 0, 'the delivery key was not kept without its event')
+  const again = await inject({ ...auth, 'content-type': 'application/json', ...create.kafka_headers, 'webhook-id': 'msg-store-down' }, JSON.stringify(create.body))
+  t.equal(again.statusCode, 202, 'the retried push is stored')
+})

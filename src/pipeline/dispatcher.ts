@@ -103,7 +103,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       attempts++
       const ctx: EventContext = { event, tenant, attempt: attempts, log, memo }
       type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
-      const result = await slots.add(async (): Promise<Attempt> => {
+      const result = await slots.add(async (): Promise<Attempt | undefined> => {
+        // Queued for a slot when shutdown began: leave the event pending for the next start.
+        if (stopping.signal.aborted) return undefined
         try {
           return { outcome: await handler.handle(ctx) }
         } catch (err) {
