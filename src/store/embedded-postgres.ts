@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmod, chown, mkdir, readFile, writeFile, access } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { access, chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from '../log.js'
 
@@ -36,6 +36,27 @@ async function runAsUser (): Promise<RunAs> {
   }
 }
 
+/**
+ * The server runs as `postgres` but its binaries and data may sit under a
+ * root-only directory (a clone in a `mktemp -d`, /root). Grant search (x, not
+ * read) to others on each ancestor lacking it, so the server can reach the
+ * paths it is given and list nothing else; say so in the log.
+ */
+async function grantPassage (paths: string[], log: Logger): Promise<void> {
+  const granted: string[] = []
+  for (const path of paths) {
+    for (let dir = dirname(path); ; dir = dirname(dir)) {
+      const mode = (await stat(dir)).mode
+      if ((mode & 0o001) === 0) {
+        await chmod(dir, mode | 0o001)
+        granted.push(dir)
+      }
+      if (dir === dirname(dir)) break
+    }
+  }
+  if (granted.length > 0) log.warn({ directories: granted }, 'gave the postgres user passage (o+x) through these directories')
+}
+
 async function exists (path: string): Promise<boolean> {
   return access(path).then(() => true, () => false)
 }
@@ -62,8 +83,8 @@ export async function startEmbeddedPostgres ({ dataDir, port, log }: EmbeddedOpt
 
   await mkdir(home, { recursive: true })
   if (user.uid !== undefined) {
-    // The server's user must be able to reach its directory (mkdtemp makes 0700 dirs).
     await chmod(home, 0o755)
+    await grantPassage([home, bin.initdb, bin.pgCtl], log)
   }
 
   if (!await exists(join(cluster, 'PG_VERSION'))) {

@@ -95,9 +95,6 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
     const { port } = stack.app.server.address() as { port: number }
     stack.url = `http://127.0.0.1:${port}`
   }
-  await boot(baseEnv)
-  if (kafka) stack.status = await collectTopic(kafka.brokers, STATUS_TOPIC)
-
   let closed = false
   stack.restart = async (env = {}) => {
     await stack.app.close()
@@ -106,13 +103,16 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
   stack.close = async () => {
     if (closed) return
     closed = true
-    await stack.app.close()
+    await stack.app?.close()
     await stack.status?.stop()
     await kafka?.stop()
     await Promise.all([sources.close(), rhsm.close(), sts.close()])
     rmSync(dataDir, { recursive: true, force: true })
   }
+  // Registered before booting, so that a failed boot does not leave the fakes keeping the test alive.
   t.teardown(stack.close)
+  await boot(baseEnv)
+  if (kafka) stack.status = await collectTopic(kafka.brokers, STATUS_TOPIC)
   return stack
 }
 
