@@ -41,6 +41,8 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
     bodyLimit: 1024 * 1024,
+    // Also bounds close hooks: the shutdown grace, then stopping PostgreSQL.
+    pluginTimeout: config.SHUTDOWN_GRACE_MS + 20_000,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } }
   })
 

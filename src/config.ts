@@ -32,7 +32,8 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 12 }),
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
-  INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 })
+  INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 })
 })
 
 export type Config = Static<typeof ConfigSchema> & {

@@ -13,7 +13,7 @@ try {
 }
 
 const app = await buildApp({ config })
-closeWithGrace({ delay: 30_000 }, async ({ signal, err }) => {
+closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + 30_000 }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'closing after an error')
   else app.log.info({ signal }, 'closing')
   await app.close()

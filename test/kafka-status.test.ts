@@ -26,7 +26,7 @@ t.test('the availability message reaches platform.sources.status with the docume
   t.equal(rows[0].n, 0, 'rows are marked sent once the broker acknowledged them')
 })
 
-t.test('Kafka unreachable at first, then reachable: the status still goes out; readiness never depends on Kafka', async t => {
+t.test('Kafka unreachable at first, then reachable (after a restart): the status still goes out; readiness never depends on Kafka', async t => {
   const stack = await startStack(t, { kafka: true })
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
   await stack.kafka!.pause()
@@ -40,6 +40,8 @@ t.test('Kafka unreachable at first, then reachable: the status still goes out; r
   t.equal(rows[0].n, 1, 'the message waits in the outbox')
   t.match(await (await fetch(`${stack.url}/metrics`)).text(), /cloudoreg_outbox_unsent 1\b/)
 
+  // Unsent rows survive a restart and go out from the new process.
+  await stack.restart({ SHUTDOWN_GRACE_MS: '500' })
   await stack.kafka!.resume()
   const messages = await stack.status!.waitFor(m => m.some(x => JSON.parse(x.value).resource_id === '42'), 60_000)
   t.same(JSON.parse(messages.find(x => JSON.parse(x.value).resource_id === '42')!.value), statusFixture.available)

@@ -19,8 +19,6 @@ declare module 'fastify' {
   }
 }
 
-const SHUTDOWN_GRACE_MS = 10_000
-
 /** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
 async function pipeline (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const missing = missingUpstreamSettings(config)
@@ -74,8 +72,10 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   })
   // preClose runs before the store's onClose: work in flight ends while the database is still there.
   app.addHook('preClose', async () => {
-    await dispatcher.stop(SHUTDOWN_GRACE_MS)
-    await relay.stop(SHUTDOWN_GRACE_MS)
+    // One grace period for both: running attempts first, then what they reported.
+    const deadline = Date.now() + config.SHUTDOWN_GRACE_MS
+    await dispatcher.stop(config.SHUTDOWN_GRACE_MS)
+    await relay.stop(Math.max(0, deadline - Date.now()))
     sts.close()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })

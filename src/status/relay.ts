@@ -84,8 +84,9 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
       if (loop) await Promise.race([loop, sleep(graceMs, undefined, { ref: false })])
       stopped = true
       wake()
-      // A Kafka disconnect waits for in-flight requests, up to the request timeout during an outage.
-      await Promise.race([o.sink.close(), sleep(graceMs, undefined, { ref: false })])
+      // A Kafka disconnect waits for in-flight requests, up to the request timeout during an outage;
+      // what it has not sent stays in the outbox for the next start.
+      await Promise.race([o.sink.close(), sleep(1000, undefined, { ref: false })])
     }
   }
 }
