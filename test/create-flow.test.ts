@@ -93,6 +93,20 @@ t.test('create: verified, mapped in RHSM, reported available, readable over REST
   const list = await getJson(`${stack.url}/api/cloudoreg/v1/sources`)
   t.equal(list.body.meta.count, 1)
   t.equal(list.body.data[0].source_id, '7')
+
+  t.same(await (await fetch(`${stack.url}/healthz`)).json(), { status: 'ok' })
+  t.match(await (await fetch(`${stack.url}/readyz`)).json(), { status: 'ready', processing: true })
+  const metrics = await (await fetch(`${stack.url}/metrics`)).text()
+  const type = 'type="ApplicationAuthentication.create"'
+  t.match(metrics, new RegExp(`cloudoreg_events_received_total\\{${type}\\} 1\\b`))
+  t.match(metrics, new RegExp(`cloudoreg_events_processed_total\\{${type},outcome="done"\\} 1\\b`))
+  t.match(metrics, new RegExp(`cloudoreg_event_processing_seconds_count\\{${type}\\} 1\\b`))
+  t.match(metrics, /cloudoreg_upstream_call_seconds_count\{target="rhsm",outcome="ok"\} 1\b/)
+  t.match(metrics, /cloudoreg_upstream_call_seconds_count\{target="sts",outcome="ok"\} 2\b/)
+  for (const name of ['cloudoreg_events_failed_total', 'cloudoreg_queue_events', 'cloudoreg_queue_sources', 'cloudoreg_inbox_pending 0',
+    'cloudoreg_inbox_oldest_pending_age_seconds', 'cloudoreg_outbox_unsent', 'cloudoreg_outbox_oldest_unsent_age_seconds', 'cloudoreg_misconfiguration_total']) {
+    t.ok(metrics.includes(name), `metrics has ${name}`)
+  }
 })
 
 t.test('a redelivery is acknowledged with 200 and not processed again; an identical re-emission later is new', async t => {
