@@ -1,27 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
 import { readFixture } from './helpers/fixtures.js'
-import { freePort } from './helpers/stack.js'
+import { startBareApp } from './helpers/stack.js'
 
 // Ingress alone: no upstreams configured, so events are stored and wait; requests go through fastify.inject.
-const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-ingress-'))
 const TOKEN = 'push-token-for-tests-123'
 let app: FastifyInstance
 
 t.before(async () => {
-  app = await buildApp({
-    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), PUSH_TOKEN: TOKEN, LOG_LEVEL: 'silent' })
-  })
-  await app.ready()
-})
-t.teardown(async () => {
-  await app.close()
-  rmSync(dataDir, { recursive: true, force: true })
+  app = await startBareApp(t, { PUSH_TOKEN: TOKEN })
 })
 t.beforeEach(async () => {
   await app.store.pool.query('truncate inbox, delivery_keys')

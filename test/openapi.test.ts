@@ -1,20 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync, writeFileSync } from 'node:fs'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
-import { freePort } from './helpers/stack.js'
+import { startBareApp } from './helpers/stack.js'
 
 const committed = new URL('../openapi/openapi.json', import.meta.url)
 
 t.test('the served OpenAPI document is the committed openapi/openapi.json (npm run openapi rewrites it)', async t => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-openapi-'))
-  const app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent' }) })
-  t.teardown(async () => {
-    await app.close()
-    rmSync(dataDir, { recursive: true, force: true })
-  })
+  const app = await startBareApp(t)
   const res = await app.inject({ method: 'GET', url: '/api/cloudoreg/v1/openapi.json' })
   t.equal(res.statusCode, 200)
   const served = res.json()

@@ -1,20 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
 import { insertStatus } from '../src/store/outbox.js'
-import { freePort } from './helpers/stack.js'
+import { startBareApp } from './helpers/stack.js'
 
 t.test('when several unsent rows exist for one application, only the latest is sent, in id order', async t => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-outbox-'))
-  const app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent' }) })
-  t.teardown(async () => {
-    await app.close()
-    rmSync(dataDir, { recursive: true, force: true })
-  })
-  await app.ready()
+  const app = await startBareApp(t)
   const { pool, outbox } = app.store
   const client = await pool.connect()
   try {

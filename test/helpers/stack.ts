@@ -157,3 +157,15 @@ export async function inboxStates (stack: Stack): Promise<Array<{ id: number, ev
   const { rows } = await stack.app.store.pool.query('select id::int, event_type, state, outcome, attempts from inbox order by id')
   return rows
 }
+
+/** The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests (fastify.inject). */
+export async function startBareApp (t: Teardown, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bare-'))
+  const app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...env }) })
+  t.teardown(async () => {
+    await app.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+  await app.ready()
+  return app
+}
