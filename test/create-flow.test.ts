@@ -128,7 +128,10 @@ t.test('a redelivery is acknowledged with 200 and not processed again; an identi
   await stack.app.store.pool.query("update delivery_keys set expires_at = now() - interval '1 second' where key like 'hash:%'")
   t.equal((await pushNative(stack.url, 'ApplicationAuthentication.create', create.body)).status, 202)
   await ended(stack, 3)
-  t.equal(stack.rhsm.requests.length, 3)
+  t.same((await inboxStates(stack)).map(r => r.outcome), ['registered', 'verified; mapping already held', 'verified; mapping already held'])
+  t.equal(stack.sts.calls.filter(c => c.action === 'AssumeRole').length, 3, 'each new event re-verifies the role')
+  t.equal(stack.rhsm.requests.length, 1, 'one RHSM mapping for all of them')
+  await eventually(() => stack.sources.patches.length === 3 ? true : undefined, 10_000, 'three available reports')
 })
 
 t.test('applications of other types and vanished applications end quietly, with no status', async t => {

@@ -27,6 +27,11 @@ export interface EventHandler {
 export interface DispatcherOptions {
   inbox: Inbox
   handlerFor: (eventType: string) => EventHandler | undefined
+  /**
+   * Events that name only a source (`source:<id>`) join the queue of the
+   * source's application when one is known, so they run after its events.
+   */
+  resolveQueueKey: (event: InboxEvent) => Promise<string | null>
   recordOutcome: (end: EventEnd, outcome: Outcome) => Promise<void>
   /** Called after an outcome committed, e.g. to wake the status relay. */
   onOutcome: () => void
@@ -173,8 +178,12 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       cursor = rows[rows.length - 1].id
       for (const event of rows) {
         const handler = o.handlerFor(event.eventType)
-        if (handler === undefined) ignored.push(event)
-        else enqueue(event, handler)
+        if (handler === undefined) {
+          ignored.push(event)
+          continue
+        }
+        if (event.queueKey?.startsWith('source:') === true) event.queueKey = await o.resolveQueueKey(event) ?? event.queueKey
+        enqueue(event, handler)
       }
       if (ignored.length > 0) {
         await o.inbox.finish(ignored.map(e => e.id), 'ignored', 'no action for this event type')

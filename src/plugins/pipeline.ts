@@ -54,6 +54,10 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
+    async resolveQueueKey (event) {
+      const registration = await app.store.registrations.findBySource(event.orgId, event.queueKey!.slice('source:'.length))
+      return registration === null ? null : `app:${registration.applicationId}`
+    },
     recordOutcome: (end, outcome) => recordOutcome(app.store.pool, end, outcome),
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,

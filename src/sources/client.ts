@@ -35,6 +35,21 @@ export interface SourcesClient {
   getApplication: (id: string, tenant: Tenant) => Promise<Application>
   getAuthentication: (id: string, tenant: Tenant) => Promise<Authentication>
   reportAvailability: (applicationId: string, tenant: Tenant, status: string, error: string) => Promise<void>
+  /** The application an authentication is linked to, if any. */
+  applicationOfAuthentication: (authenticationId: string, tenant: Tenant) => Promise<string | null>
+  /** The authentications linked to an application. */
+  authenticationsOfApplication: (applicationId: string, tenant: Tenant) => Promise<string[]>
+  sourceApplications: (sourceId: string, tenant: Tenant) => Promise<Application[]>
+}
+
+function toApplication (app: Record<string, unknown>): Application {
+  return { id: str(app.id), sourceId: str(app.source_id), applicationTypeId: str(app.application_type_id) }
+}
+
+function dataOf (body: unknown, what: string): Array<Record<string, unknown>> {
+  const data = asObject(body, what).data
+  if (!Array.isArray(data)) throw new UpstreamError('sources', 'transient', `${what}: unexpected response shape`)
+  return data
 }
 
 function str (value: unknown): string {
@@ -63,16 +78,14 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
       // Application type ids are global and never change, so one lookup serves every tenant.
       if (cloudMeterTypeId !== undefined) return cloudMeterTypeId
       const res = await send(`/api/sources/v3.1/application_types?filter[name]=${CLOUD_METER_TYPE}`, tenant)
-      const data = asObject(res.body, 'application_types').data
-      const match = Array.isArray(data) ? data.find((t: Record<string, unknown>) => t?.name === CLOUD_METER_TYPE) : undefined
+      const match = dataOf(res.body, 'application_types').find(t => t?.name === CLOUD_METER_TYPE)
       if (match === undefined) throw new UpstreamError('sources', 'transient', `application type ${CLOUD_METER_TYPE} not found`)
       cloudMeterTypeId = str(match.id)
       return cloudMeterTypeId
     },
 
     async getApplication (id, tenant) {
-      const app = asObject((await send(`/api/sources/v3.1/applications/${encodeURIComponent(id)}`, tenant)).body, 'application')
-      return { id: str(app.id), sourceId: str(app.source_id), applicationTypeId: str(app.application_type_id) }
+      return toApplication(asObject((await send(`/api/sources/v3.1/applications/${encodeURIComponent(id)}`, tenant)).body, 'application'))
     },
 
     async getAuthentication (id, tenant) {
@@ -87,6 +100,22 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
         resourceType: str(auth.resource_type),
         resourceId: str(auth.resource_id)
       }
+    },
+
+    async applicationOfAuthentication (authenticationId, tenant) {
+      const res = await send(`/api/sources/v3.1/application_authentications?filter[authentication_id]=${encodeURIComponent(authenticationId)}`, tenant)
+      const link = dataOf(res.body, 'application_authentications')[0]
+      return link === undefined ? null : str(link.application_id)
+    },
+
+    async authenticationsOfApplication (applicationId, tenant) {
+      const res = await send(`/api/sources/v3.1/application_authentications?filter[application_id]=${encodeURIComponent(applicationId)}`, tenant)
+      return dataOf(res.body, 'application_authentications').map(link => str(link.authentication_id))
+    },
+
+    async sourceApplications (sourceId, tenant) {
+      const res = await send(`/api/sources/v3.1/sources/${encodeURIComponent(sourceId)}/applications`, tenant)
+      return dataOf(res.body, 'applications').map(toApplication)
     },
 
     async reportAvailability (applicationId, tenant, status, error) {

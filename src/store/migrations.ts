@@ -57,5 +57,16 @@ export const migrations: string[] = [
     superseded boolean not null default false
   );
   create index status_outbox_unsent on status_outbox (id) where sent_at is null and not superseded;
+  `,
+  `
+  create table destroyed_applications (
+    application_id text primary key,
+    source_id text,
+    org_id text not null,
+    destroyed_at timestamptz not null default now()
+  );
+  create index registrations_by_aws_account on registrations (aws_account_id);
+  create index registrations_by_role_arn on registrations (org_id, role_arn);
+  create index inbox_by_queue_key on inbox (queue_key, id);
   `
 ]

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { insertStatus, type StatusWrite } from './outbox.js'
-import { upsertRegistration, type RegistrationWrite } from './registrations.js'
+import { insertTombstone, upsertRegistration, type RegistrationWrite, type Tombstone } from './registrations.js'
 
 /** What handling one event decided. Written in one transaction with the event's end. */
 export interface Outcome {
@@ -8,6 +8,8 @@ export interface Outcome {
   note: string
   registration?: RegistrationWrite
   status?: StatusWrite
+  /** The application was destroyed: a late create must never map it again. */
+  tombstone?: Tombstone
 }
 
 export interface EventEnd {
@@ -25,6 +27,7 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
     await client.query('begin')
     if (outcome.registration) await upsertRegistration(client, outcome.registration, end.eventId)
     if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber)
+    if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
     await client.query(
       `update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now() where id = $1`,
       [end.eventId, end.state, outcome.note, end.attempts])

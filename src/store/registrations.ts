@@ -69,8 +69,25 @@ export interface RegistrationQuery {
   offset: number
 }
 
+export interface Tombstone {
+  applicationId: string
+  sourceId: string | null
+  orgId: string
+}
+
+export async function insertTombstone (db: pg.ClientBase, t: Tombstone): Promise<void> {
+  await db.query(
+    'insert into destroyed_applications (application_id, source_id, org_id) values ($1, $2, $3) on conflict (application_id) do nothing',
+    [t.applicationId, t.sourceId, t.orgId])
+}
+
+/** Who else holds this AWS account or role: the duplicate rules of the lifecycle. */
+export type Conflict = 'CR4001' | 'CG1001' | null
+
 export interface Registrations {
   findByApplication: (applicationId: string) => Promise<Registration | null>
+  isDestroyed: (applicationId: string) => Promise<boolean>
+  findConflict: (r: { applicationId: string, orgId: string, awsAccountId: string, roleArn: string }) => Promise<Conflict>
   findBySource: (orgId: string, sourceId: string) => Promise<Registration | null>
   list: (q: RegistrationQuery) => Promise<{ count: number, data: Registration[] }>
 }
@@ -80,6 +97,19 @@ export function createRegistrations (pool: pg.Pool): Registrations {
     async findByApplication (applicationId) {
       const { rows } = await pool.query(`select ${COLUMNS} from registrations where application_id = $1`, [applicationId])
       return rows.length > 0 ? toRegistration(rows[0]) : null
+    },
+    async isDestroyed (applicationId) {
+      const { rows } = await pool.query('select 1 from destroyed_applications where application_id = $1', [applicationId])
+      return rows.length > 0
+    },
+    async findConflict ({ applicationId, orgId, awsAccountId, roleArn }) {
+      const { rows } = await pool.query<{ code: 'CR4001' | 'CG1001' }>(
+        `select case when org_id <> $2 then 'CR4001' else 'CG1001' end as code from registrations
+         where application_id <> $1 and state in ('registered', 'paused')
+           and ((org_id <> $2 and aws_account_id = $3) or (org_id = $2 and role_arn = $4))
+         order by code desc limit 1`,
+        [applicationId, orgId, awsAccountId, roleArn])
+      return rows[0]?.code ?? null
     },
     async findBySource (orgId, sourceId) {
       // A source has one cloud-meter application; should history hold more, the latest speaks for it.

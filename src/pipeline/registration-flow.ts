@@ -1,0 +1,162 @@
+import type { RoleVerifier } from '../aws/sts.js'
+import { isAccountTakenError, type RhsmClient } from '../rhsm/client.js'
+import type { SourcesClient } from '../sources/client.js'
+import { errorText, type ErrorCode } from '../status/error-codes.js'
+import type { Outcome } from '../store/outcomes.js'
+import type { Registration, Registrations, RegistrationWrite } from '../store/registrations.js'
+import { UpstreamError } from '../upstream/errors.js'
+import type { EventContext } from './dispatcher.js'
+
+export const ROLE_ARN = /^arn:aws(-us-gov|-cn)?:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/
+
+export interface FlowDeps {
+  sources: SourcesClient
+  sts: RoleVerifier
+  rhsm: RhsmClient
+  registrations: Registrations
+}
+
+export function idOf (value: unknown): string {
+  return value === null || value === undefined ? '' : String(value)
+}
+
+export function isNotFound (err: unknown): boolean {
+  return err instanceof UpstreamError && err.kind === 'not_found'
+}
+
+/** A registration as it stands, ready to be written back with changes. */
+export function asWrite (r: Registration, attempt: number): RegistrationWrite {
+  const { createdAt, updatedAt, verifiedAt, ...rest } = r
+  return { ...rest, attempts: attempt, verified: false }
+}
+
+/** A registration's fields before this event's verdict, carrying forward what an earlier one established. */
+function baseRegistration (ctx: EventContext, applicationId: string, sourceId: string, authenticationId: string, existing: Registration | null): RegistrationWrite {
+  return {
+    applicationId,
+    sourceId,
+    authenticationId,
+    orgId: ctx.tenant.orgId,
+    accountNumber: ctx.tenant.accountNumber,
+    awsAccountId: existing?.awsAccountId ?? null,
+    roleArn: existing?.roleArn ?? null,
+    state: 'pending',
+    mapped: existing?.mapped ?? false,
+    lastErrorCode: null,
+    lastErrorMessage: null,
+    attempts: ctx.attempt,
+    verified: false
+  }
+}
+
+export function unavailable (base: RegistrationWrite, code: ErrorCode, extra?: string): Outcome {
+  const message = errorText(code, extra)
+  return {
+    note: code,
+    registration: { ...base, state: 'unavailable', lastErrorCode: code, lastErrorMessage: message },
+    status: { applicationId: base.applicationId, status: 'unavailable', error: message }
+  }
+}
+
+/** Removes the RHSM mapping a registration holds; `removed` afterwards. */
+export async function removeMapping (deps: FlowDeps, r: Registration, ctx: EventContext): Promise<Outcome> {
+  if (r.mapped) await deps.rhsm.removeSourceAccounts({ orgId: r.orgId, sourceId: r.sourceId })
+  return {
+    note: r.mapped ? 'mapping removed' : 'nothing mapped',
+    registration: { ...asWrite(r, ctx.attempt), state: 'removed', mapped: false }
+  }
+}
+
+export interface Link {
+  applicationId: string
+  authenticationId: string
+  /**
+   * While paused: `store` keeps a new ARN for the unpause to verify (creates,
+   * ARN edits); `verify` is the unpause itself.
+   */
+  whilePaused: 'store' | 'verify'
+}
+
+/**
+ * The create flow: read the truth from sources-api, apply the duplicate rules,
+ * verify the role with STS, (re)map the AWS account in RHSM, report. Also what
+ * ARN edits, unpauses and re-checks run.
+ */
+export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link: Link): Promise<Outcome> {
+  const { tenant } = ctx
+  const { applicationId, authenticationId } = link
+  if (await deps.registrations.isDestroyed(applicationId)) return { note: 'application was destroyed; not mapped again' }
+
+  const cloudMeterTypeId = await deps.sources.cloudMeterTypeId(tenant)
+  let application
+  try {
+    application = await deps.sources.getApplication(applicationId, tenant)
+  } catch (err) {
+    if (isNotFound(err)) return { note: 'application no longer exists' }
+    throw err
+  }
+  if (application.applicationTypeId !== cloudMeterTypeId) return { note: 'not a cloud-meter application' }
+
+  const existing = await deps.registrations.findByApplication(applicationId)
+  const base = baseRegistration(ctx, applicationId, application.sourceId, authenticationId, existing)
+  ctx.memo.base = base
+
+  let auth
+  try {
+    auth = await deps.sources.getAuthentication(authenticationId, tenant)
+  } catch (err) {
+    if (isNotFound(err)) return unavailable(base, 'CG2000')
+    throw err
+  }
+  if (auth.authtype !== 'cloud-meter-arn') return unavailable(base, 'CG2001')
+  if (auth.resourceType !== 'Application') return unavailable(base, 'CG2002')
+  const roleArn = auth.username !== '' ? auth.username : auth.password
+  if (roleArn === '') return unavailable(base, 'CG2004')
+  const arn = ROLE_ARN.exec(roleArn)
+  if (arn === null) return unavailable(base, 'CG1004')
+  const awsAccountId = arn[2]
+
+  if (existing?.state === 'paused' && link.whilePaused === 'store') {
+    // Keep the mapping and the new ARN; the unpause verifies it.
+    return { note: 'paused: ARN stored for the unpause', registration: { ...asWrite(existing, ctx.attempt), authenticationId, roleArn, awsAccountId } }
+  }
+  const verifying = { ...base, awsAccountId, roleArn }
+  const conflict = await deps.registrations.findConflict({ applicationId, orgId: tenant.orgId, awsAccountId, roleArn })
+  if (conflict !== null) return unavailable(verifying, conflict)
+
+  const check = await deps.sts.verifyRole({ roleArn, awsAccountId, externalId: auth.externalId })
+  if (!check.ok) return unavailable(verifying, check.code)
+
+  const holds = existing?.mapped === true
+  const sameMapping = holds && existing.awsAccountId === awsAccountId && existing.sourceId === application.sourceId
+  if (!sameMapping) {
+    try {
+      // The AWS account changed: the old mapping goes before the new one comes.
+      if (holds) await deps.rhsm.removeSourceAccounts({ orgId: existing.orgId, sourceId: existing.sourceId })
+      await deps.rhsm.addAwsAccount({ orgId: tenant.orgId, awsAccountId, sourceId: application.sourceId })
+    } catch (err) {
+      const unmapped = { ...verifying, mapped: false }
+      if (isAccountTakenError(err)) return unavailable(unmapped, 'CR4001')
+      if (err instanceof UpstreamError && err.kind === 'rejected') {
+        return unavailable(unmapped, 'CR4000', err.reason ? `RHSM said: ${err.reason}` : undefined)
+      }
+      throw err
+    }
+  }
+  return {
+    note: sameMapping ? 'verified; mapping already held' : 'registered',
+    registration: { ...verifying, state: 'registered', mapped: true, verified: true },
+    status: { applicationId, status: 'available', error: '' }
+  }
+}
+
+/** When attempts run out: CR5000, but only for an application known to be cloud-meter. */
+export async function gaveUp (deps: FlowDeps, ctx: EventContext, applicationId: string): Promise<Outcome> {
+  let base = ctx.memo.base as RegistrationWrite | undefined
+  if (base === undefined) {
+    const existing = applicationId === '' ? null : await deps.registrations.findByApplication(applicationId)
+    if (existing === null) return { note: 'gave up before learning the application' }
+    base = asWrite(existing, ctx.attempt)
+  }
+  return unavailable({ ...base, attempts: ctx.attempt }, 'CR5000')
+}
