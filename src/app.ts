@@ -11,6 +11,7 @@ import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
 import pipeline from './plugins/pipeline.js'
 import problem, { sendProblem } from './plugins/problem.js'
 import store from './plugins/store.js'
+import availability from '../routes/availability.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
 import sources from '../routes/sources.js'
@@ -59,6 +60,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(health)
   await app.register(events, { config })
   await app.register(sources)
+  await app.register(availability)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app
 }

@@ -19,6 +19,7 @@ async function openapi (app: FastifyInstance, { version }: { version: string }):
       tags: [
         { name: 'status', description: 'Registration status, scoped to the org of x-rh-identity' },
         { name: 'ingress', description: 'Event push from the Kafka bridge' },
+        { name: 'lifecycle', description: 'Re-checks and repair' },
         { name: 'operations', description: 'Probes and metrics' }
       ],
       components: {

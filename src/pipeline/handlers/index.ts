@@ -1,5 +1,5 @@
 import type { EventHandler } from '../dispatcher.js'
-import { asWrite, gaveUp, idOf, removeMapping, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
+import { asWrite, gaveUp, idOf, isNotFound, removeMapping, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export type HandlerDeps = FlowDeps
 
@@ -89,7 +89,14 @@ export function createHandlers (deps: HandlerDeps): Map<string, EventHandler> {
       }
       // A source registered before cloudoreg existed: find its cloud-meter application and ARN authentication.
       const typeId = await sources.cloudMeterTypeId(ctx.tenant)
-      const app = (await sources.sourceApplications(sourceId, ctx.tenant)).find(a => a.applicationTypeId === typeId)
+      let applications
+      try {
+        applications = await sources.sourceApplications(sourceId, ctx.tenant)
+      } catch (err) {
+        if (isNotFound(err)) return { note: 'source not found in sources-api' }
+        throw err
+      }
+      const app = applications.find(a => a.applicationTypeId === typeId)
       if (app === undefined) return { note: 'source has no cloud-meter application' }
       const [authenticationId] = await sources.authenticationsOfApplication(app.id, ctx.tenant)
       if (authenticationId === undefined) return { note: 'cloud-meter application has no authentication' }
