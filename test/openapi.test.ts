@@ -18,6 +18,7 @@ t.test('the served OpenAPI document is the committed openapi/openapi.json (npm r
     '/api/cloudoreg/v1/sources',
     '/api/cloudoreg/v1/sources/{source_id}',
     '/healthz',
+    '/internal/api/cloudoreg/v1/availability_status',
     '/internal/v1/events',
     '/readyz'
   ])
