@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
+import type { Config } from '../src/config.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
 const Health = Type.Object({ status: Type.String() }, { additionalProperties: true })
 
-export default async function health (app: FastifyInstance): Promise<void> {
+export default async function health (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   app.get('/healthz', {
     schema: { tags: ['operations'], summary: 'The process is alive', response: { 200: Health } }
   }, async () => ({ status: 'ok' }))
@@ -21,7 +22,13 @@ export default async function health (app: FastifyInstance): Promise<void> {
     } catch (err) {
       return sendProblem(reply, 503, `database unreachable: ${(err as Error).message}`, { 'retry-after': '5' })
     }
-    return { status: 'ready', processing: app.dispatcher !== null, ...(app.dispatcher ? app.dispatcher.stats() : {}) }
+    return {
+      status: 'ready',
+      processing: app.dispatcher !== null,
+      statusSink: config.statusSink,
+      rhsmMode: config.RHSM_MODE,
+      ...(app.dispatcher ? app.dispatcher.stats() : {})
+    }
   })
 
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {

@@ -57,7 +57,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(metrics)
   await app.register(pipeline, { config })
   await app.register(openapi, { version: packageVersion() })
-  await app.register(health)
+  await app.register(health, { config })
   await app.register(events, { config })
   await app.register(sources)
   await app.register(availability)

@@ -19,12 +19,14 @@ const ConfigSchema = Type.Object({
   RHSM_CLIENT_CERT: Type.Optional(Type.String({ minLength: 1 })),
   RHSM_CLIENT_KEY: Type.Optional(Type.String({ minLength: 1 })),
   RHSM_CA: Type.Optional(Type.String({ minLength: 1 })),
+  RHSM_MODE: Type.Union([Type.Literal('live'), Type.Literal('dry-run')], { default: 'live' }),
 
   KAFKA_BROKERS: Type.Optional(Type.String({ pattern: '^[^,\\s]+(,[^,\\s]+)*$' })),
   SOURCES_STATUS_TOPIC: Type.String({ minLength: 1, default: 'platform.sources.status' }),
   STATUS_SINK: Type.Optional(Type.Union([Type.Literal('kafka'), Type.Literal('http'), Type.Literal('none')])),
 
   PUSH_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
+  INTERNAL_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
 
   CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000 }),
@@ -33,7 +35,8 @@ const ConfigSchema = Type.Object({
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 }),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
+  RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 })
 })
 
 export type Config = Static<typeof ConfigSchema> & {
@@ -68,7 +71,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   if ((raw.RHSM_CLIENT_CERT === undefined) !== (raw.RHSM_CLIENT_KEY === undefined)) {
     throw new ConfigError('Invalid configuration: RHSM_CLIENT_CERT and RHSM_CLIENT_KEY go together')
   }
-  return { ...raw, kafkaBrokers, statusSink }
+  // Shadow mode: a deployment that tells sources-api nothing must not change RHSM either.
+  const RHSM_MODE = statusSink === 'none' ? 'dry-run' : raw.RHSM_MODE
+  return { ...raw, RHSM_MODE, kafkaBrokers, statusSink }
 }
 
 /** Settings without which events are stored but cannot be processed. */

@@ -56,3 +56,10 @@ t.test('production refuses missing upstream and database settings', async t => {
   })))
   t.doesNotThrow(() => assertProductionReady(loadConfig({})), 'development starts without them')
 })
+
+t.test('shadow mode: STATUS_SINK=none also makes RHSM dry-run', async t => {
+  t.equal(loadConfig({}).RHSM_MODE, 'live')
+  t.equal(loadConfig({ RHSM_MODE: 'dry-run' }).RHSM_MODE, 'dry-run')
+  t.match(loadConfig({ STATUS_SINK: 'none', RHSM_MODE: 'live' }), { statusSink: 'none', RHSM_MODE: 'dry-run' })
+  t.throws(() => loadConfig({ RHSM_MODE: 'maybe' }), { message: /RHSM_MODE/ })
+})

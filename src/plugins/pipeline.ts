@@ -6,7 +6,7 @@ import { createRoleVerifier } from '../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../config.js'
 import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
 import { createHandlers } from '../pipeline/handlers/index.js'
-import { createRhsmClient } from '../rhsm/client.js'
+import { createRhsmClient, dryRunRhsm } from '../rhsm/client.js'
 import { createSourcesClient } from '../sources/client.js'
 import { kafkaStatusSink } from '../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../status/relay.js'
@@ -41,7 +41,9 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     }
   })
   const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe })
-  const rhsm = createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
+  const rhsm = config.RHSM_MODE === 'dry-run'
+    ? dryRunRhsm(app.log)
+    : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
   const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, observe })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
@@ -72,7 +74,13 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   app.addHook('onReady', async () => {
     dispatcher.start()
     relay.start()
-    app.log.info({ statusSink: config.statusSink, concurrency: config.CONCURRENCY }, 'pipeline started')
+    const shadow = [
+      ...(config.RHSM_MODE === 'dry-run' ? ['changing nothing in RHSM'] : []),
+      ...(config.statusSink === 'none' ? ['sending no status'] : [])
+    ]
+    const settings = { statusSink: config.statusSink, rhsmMode: config.RHSM_MODE, concurrency: config.CONCURRENCY }
+    if (shadow.length > 0) app.log.warn(settings, `pipeline started in shadow mode: verifying and recording, ${shadow.join(' and ')}`)
+    else app.log.info(settings, 'pipeline started')
   })
   // preClose runs before the store's onClose: work in flight ends while the database is still there.
   app.addHook('preClose', async () => {

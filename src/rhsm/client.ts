@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici'
+import type { Logger } from '../log.js'
 import { call, type CallOptions } from '../upstream/http.js'
 import { UpstreamError } from '../upstream/errors.js'
 
@@ -51,6 +52,18 @@ export function createRhsmClient (o: RhsmClientOptions): RhsmClient {
         if (err instanceof UpstreamError && err.kind === 'not_found') return
         throw err
       }
+    }
+  }
+}
+
+/** RHSM_MODE=dry-run: decide everything, change nothing in RHSM; say what would have changed. */
+export function dryRunRhsm (log: Logger): RhsmClient {
+  return {
+    async addAwsAccount (m) {
+      log.info({ rhsm: 'dry-run', ...m }, 'would map the AWS account in RHSM')
+    },
+    async removeSourceAccounts (m) {
+      log.info({ rhsm: 'dry-run', ...m }, 'would remove the source\'s RHSM mapping')
     }
   }
 }
