@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { decodeIdentity, isOrgId, type Tenant } from '../src/identity.js'
-import { CHECK_EVENT } from '../src/pipeline/handlers/index.js'
+import { checkEvent } from '../src/ingress/check-event.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
@@ -43,16 +42,7 @@ export default async function availability (fastify: FastifyInstance): Promise<v
     const sourceId = String(request.body.source_id)
     const registration = await app.store.registrations.findBySource(tenant.orgId, sourceId)
     if (registration?.state === 'paused' || registration?.state === 'removed') return reply.code(204).send()
-    await app.store.inbox.append([{
-      eventType: CHECK_EVENT,
-      orgId: tenant.orgId,
-      accountNumber: tenant.accountNumber,
-      body: { source_id: sourceId },
-      queueKey: `source:${sourceId}`,
-      dedupeKey: `check:${randomUUID()}`,
-      dedupeTtlMs: 60_000,
-      deliveryId: null
-    }])
+    await app.store.inbox.append([checkEvent(tenant, sourceId, 'sources-api')])
     return reply.code(204).send()
   })
 }

@@ -1,26 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.js'
+import { carriesToken } from '../src/ingress/credentials.js'
 import { normalisePush } from '../src/ingress/normalise.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
-
-function sameSecret (given: string, expected: string): boolean {
-  // Hashing first makes the comparison constant-time whatever the lengths.
-  const a = createHash('sha256').update(given).digest()
-  const b = createHash('sha256').update(expected).digest()
-  return timingSafeEqual(a, b)
-}
-
-function pushToken (request: FastifyRequest): string | undefined {
-  const auth = request.headers.authorization
-  if (typeof auth === 'string' && /^bearer /i.test(auth)) return auth.slice(7).trim()
-  const dapr = request.headers['dapr-api-token']
-  return typeof dapr === 'string' ? dapr : undefined
-}
 
 export default async function events (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
@@ -49,8 +35,7 @@ export default async function events (app: FastifyInstance, { config }: { config
     },
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
       if (config.PUSH_TOKEN === undefined) return
-      const token = pushToken(request)
-      if (token === undefined || !sameSecret(token, config.PUSH_TOKEN)) {
+      if (!carriesToken(request, [config.PUSH_TOKEN])) {
         return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN> or dapr-api-token', { 'www-authenticate': 'Bearer' })
       }
     }

@@ -54,6 +54,30 @@ const SourceList = Type.Object({
 
 const SourceParams = Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' }) })
 
+const HISTORY_LIMIT = 1000
+
+const SourceHistory = Type.Object({
+  source_id: Type.String(),
+  application_id: Type.String(),
+  events: Type.Array(Type.Object({
+    id: Type.Integer(),
+    event_type: Type.String(),
+    received_at: Type.String({ format: 'date-time' }),
+    state: Type.String({ description: 'pending, done, ignored or dead' }),
+    outcome: Type.Union([Type.String({ description: 'What was done, or the error code reported' }), Type.Null()]),
+    attempts: Type.Integer(),
+    last_error: Type.Union([Type.String({ description: 'Why the last failed attempt failed (upstream outcome)' }), Type.Null()]),
+    finished_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+  }), { description: `Oldest first, at most ${HISTORY_LIMIT}` }),
+  statuses: Type.Array(Type.Object({
+    status: Type.String(),
+    error: Type.String(),
+    decided_at: Type.String({ format: 'date-time' }),
+    sent_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    superseded: Type.Boolean({ description: 'A newer status was sent instead' })
+  }), { description: 'Statuses reported to sources-api, oldest first' })
+})
+
 function toBody (r: Registration): SourceStatusBody {
   const availability = r.state === 'registered' ? 'available' : r.state === 'unavailable' ? 'unavailable' : null
   return {
@@ -133,5 +157,44 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
     // Another org's source is indistinguishable from one that does not exist.
     if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
     return toBody(registration)
+  })
+
+  app.get(`${PREFIX}/sources/:source_id/history`, {
+    schema: {
+      tags: ['status'],
+      summary: 'Timeline of one source: every event received, what was done, the statuses reported',
+      security,
+      params: SourceParams,
+      response: { 200: SourceHistory, 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
+    }
+  }, async (request, reply) => {
+    const { source_id: sourceId } = request.params
+    const registration = await app.store.registrations.findBySource(request.orgId, sourceId)
+    if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
+    const [events, statuses] = await Promise.all([
+      app.store.inbox.eventsOf(request.orgId, [`app:${registration.applicationId}`, `source:${sourceId}`], HISTORY_LIMIT),
+      app.store.outbox.statusesOf(request.orgId, registration.applicationId, HISTORY_LIMIT)
+    ])
+    return {
+      source_id: sourceId,
+      application_id: registration.applicationId,
+      events: events.map(e => ({
+        id: e.id,
+        event_type: e.eventType,
+        received_at: e.receivedAt.toISOString(),
+        state: e.state,
+        outcome: e.outcome,
+        attempts: e.attempts,
+        last_error: e.lastError,
+        finished_at: e.finishedAt?.toISOString() ?? null
+      })),
+      statuses: statuses.map(s => ({
+        status: s.status,
+        error: s.error,
+        decided_at: s.createdAt.toISOString(),
+        sent_at: s.sentAt?.toISOString() ?? null,
+        superseded: s.superseded
+      }))
+    }
   })
 }

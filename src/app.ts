@@ -14,6 +14,7 @@ import store from './plugins/store.js'
 import availability from '../routes/availability.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
+import operator from '../routes/operator.js'
 import sources from '../routes/sources.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
@@ -61,6 +62,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(events, { config })
   await app.register(sources)
   await app.register(availability)
+  await app.register(operator, { config })
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app
 }

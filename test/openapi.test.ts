@@ -17,9 +17,13 @@ t.test('the served OpenAPI document is the committed openapi/openapi.json (npm r
   t.same(Object.keys(served.paths).sort(), [
     '/api/cloudoreg/v1/sources',
     '/api/cloudoreg/v1/sources/{source_id}',
+    '/api/cloudoreg/v1/sources/{source_id}/history',
     '/healthz',
     '/internal/api/cloudoreg/v1/availability_status',
+    '/internal/v1/dead-letters',
     '/internal/v1/events',
+    '/internal/v1/events/{id}/replay',
+    '/internal/v1/sources/{source_id}/reverify',
     '/readyz'
   ])
   t.ok(served.components.schemas.Problem, 'Problem is a named schema')

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { IncomingEvent } from '../ingress/normalise.js'
 
@@ -42,6 +43,21 @@ from input i join fresh f on f.key = i.dedupe_key
 order by i.ord
 returning id, dedupe_key`
 
+/** A stored event as operators and the history route see it. */
+export interface EventRecord {
+  id: number
+  eventType: string
+  orgId: string
+  queueKey: string | null
+  deliveryId: string | null
+  state: 'pending' | 'done' | 'ignored' | 'dead'
+  outcome: string | null
+  attempts: number
+  lastError: string | null
+  receivedAt: Date
+  finishedAt: Date | null
+}
+
 export interface Inbox {
   /**
    * Stores events durably. Concurrent callers share one transaction (group
@@ -53,6 +69,32 @@ export interface Inbox {
   readPending: (afterId: number, limit: number) => Promise<InboxEvent[]>
   scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string) => Promise<void>
   finish: (ids: number[], state: 'ignored' | 'dead', outcome: string) => Promise<void>
+  deadLetters: (limit: number, offset: number) => Promise<{ count: number, data: EventRecord[] }>
+  /** The events of an org that ran on any of these queue keys, oldest first. */
+  eventsOf: (orgId: string, queueKeys: string[], limit: number) => Promise<EventRecord[]>
+  /**
+   * Appends a copy of an ended event as a new event (at the end of its source's
+   * queue); null when there is no such event, 'pending' when it has not ended.
+   */
+  replay: (id: number) => Promise<number | null | 'pending'>
+}
+
+const RECORD_COLUMNS = 'id, event_type, org_id, queue_key, delivery_id, state, outcome, attempts, last_error, received_at, finished_at'
+
+function toRecord (r: Record<string, any>): EventRecord {
+  return {
+    id: Number(r.id),
+    eventType: r.event_type,
+    orgId: r.org_id,
+    queueKey: r.queue_key,
+    deliveryId: r.delivery_id,
+    state: r.state,
+    outcome: r.outcome,
+    attempts: r.attempts,
+    lastError: r.last_error,
+    receivedAt: r.received_at,
+    finishedAt: r.finished_at
+  }
 }
 
 function rowToEvent (row: Record<string, any>): InboxEvent {
@@ -148,6 +190,35 @@ export function createInbox (pool: pg.Pool): Inbox {
     },
     async scheduleRetry (id, attempts, nextAttemptAt, error) {
       await pool.query('update inbox set attempts = $2, next_attempt_at = $3, last_error = $4 where id = $1', [id, attempts, nextAttemptAt, error])
+    },
+    async deadLetters (limit, offset) {
+      const count = await pool.query<{ n: number }>("select count(*)::int as n from inbox where state = 'dead'")
+      const { rows } = await pool.query(`select ${RECORD_COLUMNS} from inbox where state = 'dead' order by id limit $1 offset $2`, [limit, offset])
+      return { count: count.rows[0].n, data: rows.map(toRecord) }
+    },
+    async eventsOf (orgId, queueKeys, limit) {
+      const { rows } = await pool.query(
+        `select ${RECORD_COLUMNS} from inbox where org_id = $1 and queue_key = any($2::text[]) order by id limit $3`, [orgId, queueKeys, limit])
+      return rows.map(toRecord)
+    },
+    async replay (id) {
+      const { rows } = await pool.query(
+        'select state, event_type, queue_key, org_id, account_number, body, delivery_id from inbox where id = $1', [id])
+      if (rows.length === 0) return null
+      const r = rows[0]
+      if (r.state === 'pending') return 'pending'
+      // Through the group-commit writer, so that inbox ids keep committing in order.
+      const [copy] = await this.append([{
+        eventType: r.event_type,
+        queueKey: r.queue_key,
+        orgId: r.org_id,
+        accountNumber: r.account_number,
+        body: r.body,
+        deliveryId: r.delivery_id,
+        dedupeKey: `replay:${id}:${randomUUID()}`,
+        dedupeTtlMs: 60_000
+      }])
+      return copy
     },
     async finish (ids, state, outcome) {
       await pool.query(

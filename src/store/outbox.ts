@@ -21,6 +21,12 @@ export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: st
     [s.applicationId, orgId, accountNumber, s.status, s.error])
 }
 
+export interface StatusRecord extends StatusWrite {
+  createdAt: Date
+  sentAt: Date | null
+  superseded: boolean
+}
+
 export interface Outbox {
   /**
    * The unsent messages to send now: the latest per application, in id order.
@@ -29,6 +35,8 @@ export interface Outbox {
    */
   next: (limit: number) => Promise<StatusMessage[]>
   markSent: (ids: number[]) => Promise<void>
+  /** Every status decided for an application of an org, oldest first. */
+  statusesOf: (orgId: string, applicationId: string, limit: number) => Promise<StatusRecord[]>
 }
 
 export function createOutbox (pool: pg.Pool): Outbox {
@@ -50,6 +58,12 @@ export function createOutbox (pool: pg.Pool): Outbox {
         status: r.status,
         error: r.error
       }))
+    },
+    async statusesOf (orgId, applicationId, limit) {
+      const { rows } = await pool.query(
+        `select application_id, status, error, created_at, sent_at, superseded from status_outbox
+         where org_id = $1 and application_id = $2 order by id limit $3`, [orgId, applicationId, limit])
+      return rows.map(r => ({ applicationId: r.application_id, status: r.status, error: r.error, createdAt: r.created_at, sentAt: r.sent_at, superseded: r.superseded }))
     },
     async markSent (ids) {
       await pool.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [ids])

@@ -89,6 +89,8 @@ export interface Registrations {
   isDestroyed: (applicationId: string) => Promise<boolean>
   findConflict: (r: { applicationId: string, orgId: string, awsAccountId: string, roleArn: string }) => Promise<Conflict>
   findBySource: (orgId: string, sourceId: string) => Promise<Registration | null>
+  /** For operators, who act across orgs. */
+  findBySourceInAnyOrg: (sourceId: string) => Promise<Registration | null>
   list: (q: RegistrationQuery) => Promise<{ count: number, data: Registration[] }>
 }
 
@@ -115,6 +117,10 @@ export function createRegistrations (pool: pg.Pool): Registrations {
       // A source has one cloud-meter application; should history hold more, the latest speaks for it.
       const { rows } = await pool.query(
         `select ${COLUMNS} from registrations where org_id = $1 and source_id = $2 order by updated_at desc limit 1`, [orgId, sourceId])
+      return rows.length > 0 ? toRegistration(rows[0]) : null
+    },
+    async findBySourceInAnyOrg (sourceId) {
+      const { rows } = await pool.query(`select ${COLUMNS} from registrations where source_id = $1 order by updated_at desc limit 1`, [sourceId])
       return rows.length > 0 ? toRegistration(rows[0]) : null
     },
     async list ({ orgId, state, limit, offset }) {
