@@ -10,6 +10,7 @@ import metrics from './plugins/metrics.js'
 import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
 import pipeline from './plugins/pipeline.js'
 import problem, { sendProblem } from './plugins/problem.js'
+import retention from './plugins/retention.js'
 import store from './plugins/store.js'
 import availability from '../routes/availability.js'
 import events from '../routes/events.js'
@@ -57,6 +58,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(store, { config })
   await app.register(metrics)
   await app.register(pipeline, { config })
+  await app.register(retention, { config })
   await app.register(openapi, { version: packageVersion() })
   await app.register(health, { config })
   await app.register(events, { config })

@@ -68,5 +68,9 @@ export const migrations: string[] = [
   create index registrations_by_aws_account on registrations (aws_account_id);
   create index registrations_by_role_arn on registrations (org_id, role_arn);
   create index inbox_by_queue_key on inbox (queue_key, id);
+  `,
+  `
+  alter table delivery_keys add column created_at timestamptz not null default now();
+  create index inbox_finished on inbox (finished_at) where state in ('done', 'ignored');
   `
 ]
