@@ -31,7 +31,7 @@ const ConfigSchema = Type.Object({
   CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000 }),
   UPSTREAM_CALL_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
-  RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 12 }),
+  RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 14 }),
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 }),
