@@ -194,3 +194,14 @@ t.test('two orgs claiming one AWS account: the second gets CR4001 without an RHS
   t.match(twin.body, { state: 'unavailable', error: { code: 'CG1001' } })
   t.same(rhsmCalls(stack), [POST], 'only the first org was mapped')
 })
+
+t.test('five re-emitted creates: one RHSM call, five available reports', async t => {
+  const stack = await startStack(t)
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
+  for (let i = 0; i < 5; i++) await push(stack, 'app-auth-create')
+  const rows = await settled(stack)
+  t.equal(rows.length, 5)
+  t.same(rhsmCalls(stack), [POST])
+  await eventually(() => stack.sources.patches.length === 5 ? true : undefined)
+  t.same(statuses(stack), ['available', 'available', 'available', 'available', 'available'])
+})
