@@ -93,6 +93,7 @@ t.test('50 sources with interleaved events and random upstream delays: per-sourc
     if (m) windows.set(m[1], { first: Math.min(r.at, windows.get(m[1])?.first ?? Infinity), last: 0 })
   }
   for (const r of stack.rhsm.requests) {
+    if (r.method !== 'POST') continue
     const [item] = r.body as Array<{ sourceId: string }>
     const w = windows.get(String(app(Number(item.sourceId) - 1)))
     if (w) w.last = Math.max(w.last, r.at)
