@@ -45,12 +45,15 @@ async function registered (stack: Stack): Promise<void> {
 t.test('the wizard order: Application.create and Authentication.create around the link; one mapping, one report', async t => {
   const stack = await startStack(t)
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
+  const sourceCreate = fixture('source-destroy').body
+  const res = await pushNative(stack.url, 'Source.create', sourceCreate, { 'webhook-id': 'source-create' })
+  t.equal(res.status, 202)
   await push(stack, 'application-create')
   await push(stack, 'app-auth-create')
   await push(stack, 'authentication-create')
   const rows = await settled(stack)
   t.same(rows.map(r => [r.event_type, r.state]), [
-    ['Application.create', 'ignored'], ['ApplicationAuthentication.create', 'done'], ['Authentication.create', 'ignored']
+    ['Source.create', 'ignored'], ['Application.create', 'ignored'], ['ApplicationAuthentication.create', 'done'], ['Authentication.create', 'ignored']
   ])
   t.same(rhsmCalls(stack), [POST])
   await eventually(() => stack.sources.patches.length === 1 ? true : undefined)
