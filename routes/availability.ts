@@ -1,6 +1,8 @@
 import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
+import type { Config } from '../src/config.js'
+import { carriesToken } from '../src/ingress/credentials.js'
 import { decodeIdentity, isOrgId, type Tenant } from '../src/identity.js'
 import { checkEvent } from '../src/ingress/check-event.js'
 import { sendProblem } from '../src/plugins/problem.js'
@@ -23,7 +25,7 @@ function tenantOf (headers: Record<string, string | string[] | undefined>): Tena
 }
 
 /** sources-api's periodic availability check: answer at once, re-verify on the source's queue. */
-export default async function availability (fastify: FastifyInstance): Promise<void> {
+export default async function availability (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.post('/internal/api/cloudoreg/v1/availability_status', {
     schema: {
@@ -39,6 +41,9 @@ export default async function availability (fastify: FastifyInstance): Promise<v
   }, async (request, reply) => {
     const tenant = tenantOf(request.headers)
     if (tenant === null) return sendProblem(reply, 401, 'needs x-rh-sources-org-id or an x-rh-identity with an org_id')
+    if (config.AVAILABILITY_CHECK_TOKEN !== undefined && !carriesToken(request, [config.AVAILABILITY_CHECK_TOKEN])) {
+      return sendProblem(reply, 401, 'needs Authorization: Bearer <AVAILABILITY_CHECK_TOKEN>', { 'www-authenticate': 'Bearer' })
+    }
     const sourceId = String(request.body.source_id)
     const registration = await app.store.registrations.findBySource(tenant.orgId, sourceId)
     if (registration?.state === 'paused' || registration?.state === 'removed') return reply.code(204).send()

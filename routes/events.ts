@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../src/config.js'
-import { carriesToken } from '../src/ingress/credentials.js'
+import { pushIsOpen, type Config } from '../src/config.js'
+import { carriesToken, verifyWebhookSignature } from '../src/ingress/credentials.js'
 import { normalisePush } from '../src/ingress/normalise.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
@@ -14,6 +14,10 @@ export default async function events (app: FastifyInstance, { config }: { config
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
 
+  if (pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
+    app.log.warn('the push route accepts anyone who can reach it: set PUSH_TOKEN or PUSH_WEBHOOK_SECRET, or PUSH_AUTH=none behind a network policy')
+  }
+
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
     schema: {
@@ -22,7 +26,8 @@ export default async function events (app: FastifyInstance, { config }: { config
       description: 'Accepts sources-native pushes (event in the body, Kafka headers as HTTP headers), CloudEvents binary ' +
         '(Knative KafkaSource, no Content-Type needed), CloudEvents structured and batch, and Strimzi-style record batches. ' +
         'Replies 202 once every new event is durably stored, 200 when all were already stored (a redelivery). ' +
-        'When PUSH_TOKEN is set, a push must carry it as a bearer token or in dapr-api-token.',
+        'When PUSH_TOKEN or PUSH_WEBHOOK_SECRET is set, a push must carry the token (bearer or dapr-api-token) or a valid ' +
+        'Standard Webhooks signature (webhook-id, webhook-timestamp within 5 minutes, webhook-signature v1).',
       security: [{ bearer: [] }, { dapr: [] }, {}],
       response: {
         200: { description: 'All events were already stored (redelivery)', type: 'null' },
@@ -33,11 +38,14 @@ export default async function events (app: FastifyInstance, { config }: { config
         503: ProblemRef
       }
     },
-    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (config.PUSH_TOKEN === undefined) return
-      if (!carriesToken(request, [config.PUSH_TOKEN])) {
-        return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN> or dapr-api-token', { 'www-authenticate': 'Bearer' })
-      }
+    // After parsing: a Standard Webhooks signature covers the raw body.
+    preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
+      if (pushIsOpen(config)) return
+      if (carriesToken(request, [config.PUSH_TOKEN])) return
+      if (config.PUSH_WEBHOOK_SECRET !== undefined && Buffer.isBuffer(request.body) &&
+          verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET)) return
+      return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
+        { 'www-authenticate': 'Bearer' })
     }
   }, async (request, reply) => {
     const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })

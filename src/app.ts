@@ -63,7 +63,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(health, { config })
   await app.register(events, { config })
   await app.register(sources)
-  await app.register(availability)
+  await app.register(availability, { config })
   await app.register(operator, { config })
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app

@@ -26,6 +26,9 @@ const ConfigSchema = Type.Object({
   STATUS_SINK: Type.Optional(Type.Union([Type.Literal('kafka'), Type.Literal('http'), Type.Literal('none')])),
 
   PUSH_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
+  PUSH_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]{16,}$' })),
+  PUSH_AUTH: Type.Optional(Type.Literal('none')),
+  AVAILABILITY_CHECK_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
   INTERNAL_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
 
   CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
@@ -85,6 +88,11 @@ export function missingUpstreamSettings (config: Config): string[] {
   return missing
 }
 
+/** Whether the push route is open to anyone who can reach it. */
+export function pushIsOpen (config: Config): boolean {
+  return config.PUSH_TOKEN === undefined && config.PUSH_WEBHOOK_SECRET === undefined
+}
+
 /** Production refuses to start half-configured rather than silently store events for ever. */
 export function assertProductionReady (config: Config): void {
   if (config.NODE_ENV !== 'production') return
@@ -92,5 +100,9 @@ export function assertProductionReady (config: Config): void {
   if (!config.DATABASE_URL) missing.push('DATABASE_URL')
   if (missing.length > 0) {
     throw new ConfigError(`Invalid configuration: NODE_ENV=production needs ${missing.join(', ')}`)
+  }
+  if (pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
+    throw new ConfigError('Invalid configuration: NODE_ENV=production needs push authentication: PUSH_TOKEN or PUSH_WEBHOOK_SECRET, ' +
+      'or PUSH_AUTH=none when a network policy protects the push route (Knative sends no credential)')
   }
 }
