@@ -133,5 +133,6 @@ t.test('requests that can never succeed name what is wrong', async t => {
   const noOrg = [f.body.records[0], { ...f.body.records[1], headers: [] }]
   t.match(rejected({ headers: {}, body: Buffer.from(JSON.stringify({ records: noOrg })) }), /records\[1\] has no event type/)
   t.match(rejected({ headers: { 'content-type': 'application/cloudevents-batch+json' }, body: Buffer.from('[]') }), /non-empty array/)
+  t.match(rejected({ headers: { event_type: 'A.b', 'x-rh-sources-org-id': '1' }, body: Buffer.from('{"a":' + '['.repeat(5000) + ']'.repeat(5000) + '}') }), /nested more than 64 levels/)
   t.match(rejected({ headers: { 'ce-id': 'x', 'ce-source': 's', 'ce-kafkaheadereventtype': 'A.b', 'ce-kafkaheaderxrhsourcesorgid': '1' }, body: Buffer.from('nope') }), /not valid JSON/)
 })

@@ -42,12 +42,29 @@ function one (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-function parseJson (text: string, what: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch (err) {
-    throw new Invalid(`${what} is not valid JSON: ${(err as Error).message}`)
+const MAX_DEPTH = 64
+
+/** Deeper than any event sources-api emits; deeper input only serves to exhaust a stack somewhere. */
+function tooDeep (value: unknown): boolean {
+  let level: unknown[] = [value]
+  for (let depth = 0; level.length > 0; depth++) {
+    if (depth > MAX_DEPTH) return true
+    const next: unknown[] = []
+    for (const v of level) if (v !== null && typeof v === 'object') next.push(...Object.values(v))
+    level = next
   }
+  return false
+}
+
+function parseJson (text: string, what: string): unknown {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new Invalid(`${what} is not valid JSON: ${(err as Error).message.slice(0, 200)}`)
+  }
+  if (tooDeep(value)) throw new Invalid(`${what} is nested more than ${MAX_DEPTH} levels deep`)
+  return value
 }
 
 function isObject (value: unknown): value is Record<string, unknown> {
@@ -84,12 +101,13 @@ function toEvent (headers: KafkaHeaders, body: unknown, dedupe: { key: string, t
   }
 }
 
-function contentHash (headers: KafkaHeaders, body: unknown): string {
+/** Identical re-emissions are byte for byte identical, so the raw bytes are what to compare. */
+function contentHash (headers: KafkaHeaders, raw: Buffer): string {
   const hash = createHash('sha256')
   for (const name of ['eventtype', 'xrhsourcesorgid', 'xrhsourcesaccountnumber', 'xrhidentity']) {
     hash.update(`${name}=${headers.get(name) ?? ''}\n`)
   }
-  hash.update(JSON.stringify(body))
+  hash.update(raw)
   return 'hash:' + hash.digest('base64url')
 }
 
@@ -102,7 +120,7 @@ function sourcesNative (req: PushRequest, body: unknown): IncomingEvent {
   const webhookId = one(req.headers['webhook-id'])
   const dedupe = webhookId
     ? { key: `webhook:${webhookId}`, ttlMs: null, deliveryId: webhookId }
-    : { key: contentHash(headers, body), ttlMs: CONTENT_HASH_TTL_MS, deliveryId: null }
+    : { key: contentHash(headers, req.body), ttlMs: CONTENT_HASH_TTL_MS, deliveryId: null }
   return toEvent(headers, body, dedupe, '')
 }
 
