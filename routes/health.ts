@@ -7,10 +7,12 @@ const Health = Type.Object({ status: Type.String() }, { additionalProperties: tr
 
 export default async function health (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   app.get('/healthz', {
+    config: { keepsAnswering: true },
     schema: { tags: ['operations'], summary: 'The process is alive', response: { 200: Health } }
   }, async () => ({ status: 'ok' }))
 
   app.get('/readyz', {
+    config: { keepsAnswering: true },
     schema: {
       tags: ['operations'],
       summary: 'The database is reachable (Kafka is not required: the inbox keeps accepting events)',
@@ -31,7 +33,7 @@ export default async function health (app: FastifyInstance, { config }: { config
     }
   })
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: { keepsAnswering: true }, schema: { hide: true } }, async (_request, reply) => {
     return reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics())
   })
 }

@@ -119,6 +119,7 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
   const security = [{ identity: [] }]
 
   app.get(`${PREFIX}/sources`, {
+    config: { keepsAnswering: true },
     schema: {
       tags: ['status'],
       summary: 'Registration status of the sources of your org',
@@ -144,6 +145,7 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
   })
 
   app.get(`${PREFIX}/sources/:source_id`, {
+    config: { keepsAnswering: true },
     schema: {
       tags: ['status'],
       summary: 'Registration status of one source',
@@ -160,6 +162,7 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
   })
 
   app.get(`${PREFIX}/sources/:source_id/history`, {
+    config: { keepsAnswering: true },
     schema: {
       tags: ['status'],
       summary: 'Timeline of one source: every event received, what was done, the statuses reported',

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import underPressure from '@fastify/under-pressure'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { REDACTED_PATHS } from './log.js'
+import loadShedding from './plugins/load-shedding.js'
 import metrics from './plugins/metrics.js'
 import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
 import pipeline from './plugins/pipeline.js'
-import problem, { sendProblem } from './plugins/problem.js'
+import problem from './plugins/problem.js'
 import retention from './plugins/retention.js'
 import store from './plugins/store.js'
 import availability from '../routes/availability.js'
@@ -50,13 +50,9 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   })
 
   await app.register(problem)
-  await app.register(underPressure, {
-    maxEventLoopDelay: 1000,
-    retryAfter: 5,
-    pressureHandler: (_request, reply, type) => { sendProblem(reply, 503, `under pressure (${type}); retry later`, { 'retry-after': '5' }) }
-  })
   await app.register(store, { config })
   await app.register(metrics)
+  await app.register(loadShedding, { config })
   await app.register(pipeline, { config })
   await app.register(retention, { config })
   await app.register(openapi, { version: packageVersion() })

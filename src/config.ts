@@ -39,7 +39,8 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
-  RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 })
+  RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
+  MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 })
 })
 
 export type Config = Static<typeof ConfigSchema> & {

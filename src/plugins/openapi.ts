@@ -35,7 +35,7 @@ async function openapi (app: FastifyInstance, { version }: { version: string }):
       buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}`
     }
   })
-  app.get(OPENAPI_PATH, { schema: { hide: true } }, async () => app.swagger())
+  app.get(OPENAPI_PATH, { config: { keepsAnswering: true }, schema: { hide: true } }, async () => app.swagger())
 }
 
 export default fp(openapi, { name: 'openapi' })

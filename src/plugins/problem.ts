@@ -25,10 +25,13 @@ async function problem (app: FastifyInstance): Promise<void> {
   app.addSchema(Problem)
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
+    if (status === 503) {
+      request.log.warn({ reason: err.message }, 'answered 503')
+      return sendProblem(reply, 503, err.message, { 'retry-after': String(reply.getHeader('retry-after') ?? 5) })
+    }
     if (status >= 500) {
       request.log.error({ err }, 'request failed')
-      return sendProblem(reply, status, status === 503 ? err.message : 'internal error; see the service log for the request id',
-        status === 503 ? { 'retry-after': '5' } : undefined)
+      return sendProblem(reply, status, 'internal error; see the service log for the request id')
     }
     const detail = err.validation ? `${err.validationContext ?? 'request'}: ${err.message}` : err.message
     return sendProblem(reply, status, detail)
