@@ -1,43 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { eventually, freePort, pushNative } from './helpers/stack.js'
-
-// src/server.ts as its own process, the way `npm start` runs it (here through tap's TypeScript loader).
-interface Server { child: ChildProcess, output: () => string, exited: Promise<number | null> }
-
-function startServer (env: Record<string, string>): Server {
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', 'src/server.ts'], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout!.on('data', (d: Buffer) => { output += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { output += d.toString() })
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
-  return { child, output: () => output, exited }
-}
-
-async function ready (url: string): Promise<void> {
-  await eventually(async () => {
-    try {
-      return (await fetch(`${url}/readyz`)).status === 200 ? true : undefined
-    } catch {
-      return undefined
-    }
-  }, 60_000, 'the server to be ready')
-}
-
-/** Running, not a zombie waiting for a reaper that this sandbox may not have. */
-function alive (pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
+import { alive, ready, startServer } from './helpers/process.js'
+import { freePort, pushNative } from './helpers/stack.js'
 
 t.test('a bad setting stops start-up with a message naming the variable', async t => {
   const server = startServer({ PORT: 'eighty', DATA_DIR: '/nonexistent' })
