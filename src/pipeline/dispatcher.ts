@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import type { Logger } from '../log.js'
@@ -63,6 +64,8 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   const queues = new Map<string, PQueue>()
   const slots = new PQueue({ concurrency: o.concurrency })
   const stopping = new AbortController()
+  // Every event waiting for its retry listens for the stop.
+  setMaxListeners(0, stopping.signal)
   let cursor = 0
   let loaded = 0
   let pulling = false

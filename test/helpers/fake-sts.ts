@@ -38,6 +38,8 @@ export class FakeSts extends FakeHttpServer {
   readonly issued = new Map<string, IssuedCredentials>();
 
   private throttleRemaining = 0;
+  /** Share of calls answered with Throttling, drawn per call (unlike throttleNext, it never piles up). */
+  throttleRate = 0;
   private keySeq = 0;
 
   constructor(opts: FakeHttpOptions = {}) {
@@ -62,8 +64,8 @@ export class FakeSts extends FakeHttpServer {
   protected route(req: RecordedRequest): FakeReply {
     if (req.method !== 'POST') return stsError(400, 'InvalidAction', 'Only POST is supported');
     const params = Object.fromEntries(new URLSearchParams(req.rawBody));
-    if (this.throttleRemaining > 0) {
-      this.throttleRemaining--;
+    if (this.throttleRemaining > 0 || Math.random() < this.throttleRate) {
+      this.throttleRemaining = Math.max(0, this.throttleRemaining - 1);
       return xml(400, TEMPLATES.throttling);
     }
     if (params.Action === 'AssumeRole') return this.assumeRole(params);
