@@ -52,7 +52,8 @@ t.test('production refuses missing upstream and database settings', async t => {
     SOURCES_API_URL: 'http://sources',
     SOURCES_PSK: 'x',
     RHSM_API_URL: 'https://rhsm/v1',
-    DATABASE_URL: 'postgres://u@db/cloudoreg'
+    DATABASE_URL: 'postgres://u@db/cloudoreg',
+    PUSH_AUTH: 'none'
   })))
   t.doesNotThrow(() => assertProductionReady(loadConfig({})), 'development starts without them')
 })
