@@ -2,10 +2,12 @@ import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { recordSecrets } from './helpers/secrets.js'
 import { eventually, identities, inboxStates, PSK, pushNative, startStack } from './helpers/stack.js'
 
 const TOKEN = 'push-token-5ecret-f00d'
 const KEY_MATERIAL = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKB'
+recordSecrets([KEY_MATERIAL, 'wrong-token-but-logged?', 'external-id-secretish'])
 
 t.test('no secret reaches a log line, on success and failure paths alike', async t => {
   const certDir = tmpdir()

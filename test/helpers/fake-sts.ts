@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { FakeHttpServer } from './fake-http.js';
 import type { FakeHttpOptions, FakeReply, RecordedRequest } from './fake-http.js';
 import { readFixtureText } from './fixtures.js';
+import { recordSecrets } from './secrets.js';
 
 export interface StsCall {
   action: string;
@@ -95,6 +96,7 @@ export class FakeSts extends FakeHttpServer {
       sessionName,
     };
     this.issued.set(creds.accessKeyId, creds);
+    recordSecrets([creds.secretAccessKey, creds.sessionToken]);
     const values: Record<string, string> = {
       Arn: `arn:${partition}:sts::${account}:assumed-role/${roleName}/${sessionName}`,
       AssumedRoleId: `${roleId(roleArn)}:${sessionName}`,

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
+import { recordEnvSecrets, serverLogPath } from './secrets.js'
 import { eventually } from './stack.js'
 
 /** src/server.ts as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
@@ -10,9 +11,12 @@ export function startServer (env: Record<string, string>): ServerProcess {
     env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
+  recordEnvSecrets(env)
+  const log = createWriteStream(serverLogPath())
   let output = ''
-  child.stdout!.on('data', (d: Buffer) => { output += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { output += d.toString() })
+  child.stdout!.on('data', (d: Buffer) => { output += d.toString(); log.write(d) })
+  child.stderr!.on('data', (d: Buffer) => { output += d.toString(); log.write(d) })
+  child.on('exit', () => log.end())
   const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
   return { child, output: () => output, exited }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,6 +11,7 @@ import { startFakeSources, type FakeSources } from './fake-sources.js'
 import { startFakeSts, type FakeSts } from './fake-sts.js'
 import { collectTopic, startMockKafka, type MockKafka, type TopicCollector } from './kafka.js'
 import { readFixture } from './fixtures.js'
+import { recordEnvSecrets, recordSecrets, serverLogPath } from './secrets.js'
 
 // The service's own AWS identity, found by the SDK's default chain as in production.
 process.env.AWS_ACCESS_KEY_ID = 'AKIDCLOUDOREGTEST'
@@ -22,6 +23,7 @@ export const PSK = 'sources-psk-secret-7f3a'
 export const identities = readFixture('identities.json')
 export const ORG = '7654321'
 export const ACCOUNT = '1234567'
+recordSecrets([PSK, process.env.AWS_SECRET_ACCESS_KEY, ...Object.values(identities.base64 as Record<string, string>)])
 
 /** PostgreSQL refuses port 0, so ask the kernel for a free one first. */
 export async function freePort (): Promise<number> {
@@ -64,9 +66,11 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
   const [sources, rhsm, sts, pgPort] = await Promise.all([startFakeSources({ psk: PSK }), startFakeRhsm(), startFakeSts(), freePort()])
   const kafka = opts.kafka ? await startMockKafka() : undefined
   const logs: string[] = []
+  const logFile = serverLogPath()
   const logStream = new Writable({
     write (chunk, _encoding, done) {
       logs.push(chunk.toString())
+      appendFileSync(logFile, chunk)
       if (process.env.CLOUDOREG_TEST_LOGS) process.stderr.write(chunk)
       done()
     }
@@ -89,6 +93,7 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
 
   const stack = { url: '', sources, rhsm, sts, kafka, logs } as Stack
   async function boot (env: Record<string, string>): Promise<void> {
+    recordEnvSecrets(env)
     stack.config = loadConfig(env)
     stack.app = await buildApp({ config: stack.config, logStream })
     await stack.app.listen({ port: 0, host: '127.0.0.1' })
@@ -161,7 +166,12 @@ export async function inboxStates (stack: Stack): Promise<Array<{ id: number, ev
 /** The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests (fastify.inject). */
 export async function startBareApp (t: Teardown, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bare-'))
-  const app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...env }) })
+  recordEnvSecrets(env)
+  const logFile = serverLogPath()
+  const app = await buildApp({
+    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...env }),
+    logStream: new Writable({ write (chunk, _encoding, done) { appendFileSync(logFile, chunk); done() } })
+  })
   t.teardown(async () => {
     await app.close()
     rmSync(dataDir, { recursive: true, force: true })
