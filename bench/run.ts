@@ -1,0 +1,191 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import { startFakeRhsm } from '../test/helpers/fake-rhsm.js'
+import { startFakeSources } from '../test/helpers/fake-sources.js'
+import { startFakeSts } from '../test/helpers/fake-sts.js'
+import { collectTopic, startMockKafka } from '../test/helpers/kafka.js'
+import { eventually, freePort } from '../test/helpers/stack.js'
+
+// npm run bench: each figure against a ceiling measured in the same run on the same machine.
+// cloudoreg runs as its own process (compiled, `node dist/src/server.js`); load comes from this one.
+const ORG = '7654321'
+const rows: Array<[string, string, string]> = []
+const report = (what: string, figure: string, how: string): void => { rows.push([what, figure, how]); console.log(`${what}: ${figure}   (${how})`) }
+
+function start (args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit'] })
+  process.on('exit', () => child.kill('SIGKILL'))
+  return child
+}
+
+async function stop (child: ChildProcess): Promise<void> {
+  const exited = new Promise(resolve => child.on('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
+
+async function up (url: string): Promise<void> {
+  await eventually(async () => {
+    try {
+      const res = await fetch(url)
+      return res.status < 500 ? true : undefined
+    } catch {
+      return undefined
+    }
+  }, 60_000, url)
+}
+
+function peakRss (pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) / 1024 : NaN
+}
+
+const event = (i: number): string => JSON.stringify({ id: i, application_id: i, authentication_id: i, tenant: '1234567' })
+const headers = { 'content-type': 'application/json', event_type: 'ApplicationAuthentication.create', 'x-rh-sources-org-id': ORG }
+
+async function cannon (opts: autocannon.Options): Promise<autocannon.Result> {
+  return autocannon({ connections: 64, duration: 10, ...opts })
+}
+
+async function cloudoreg (env: Record<string, string>): Promise<{ child: ChildProcess, url: string, dataDir: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bench-'))
+  const port = await freePort()
+  const child = start(['dist/src/server.js'], {
+    DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', PUSH_AUTH: 'none', ...env
+  })
+  const url = `http://127.0.0.1:${port}`
+  await up(`${url}/readyz`)
+  return { child, url, dataDir }
+}
+
+async function ingest (): Promise<void> {
+  const port = await freePort()
+  const bare = start(['bench/bare-server.mjs'], { PORT: String(port) })
+  const bareUrl = `http://127.0.0.1:${port}/internal/v1/events`
+  await up(`http://127.0.0.1:${port}/`)
+  const ceiling = await cannon({ url: bareUrl, method: 'POST', headers, body: event(1) })
+  report('1. ingest ceiling (bare Fastify, 202)', `${Math.round(ceiling.requests.average)} req/s, p50 ${ceiling.latency.p50} ms, p99 ${ceiling.latency.p99} ms`, 'autocannon, 64 connections, 10 s, same body')
+  await stop(bare)
+
+  const server = await cloudoreg({})
+  let n = 0
+  const single = await cannon({
+    url: `${server.url}/internal/v1/events`,
+    method: 'POST',
+    headers,
+    requests: [{ setupRequest: req => ({ ...req, headers: { ...req.headers, 'webhook-id': randomUUID() }, body: event(n++) }) }]
+  })
+  const rate = single.requests.average
+  report('2. durable ingest, one event per request', `${Math.round(rate)} req/s (${(100 * rate / ceiling.requests.average).toFixed(0)}% of 1), p50 ${single.latency.p50} ms, p99 ${single.latency.p99} ms; non-2xx ${single.non2xx}`,
+    'autocannon, 64 connections, 10 s, distinct sources-native events; every 202 after its commit (group commit)')
+
+  const half = await cannon({
+    url: `${server.url}/internal/v1/events`,
+    method: 'POST',
+    headers,
+    overallRate: Math.round(rate / 2),
+    requests: [{ setupRequest: req => ({ ...req, headers: { ...req.headers, 'webhook-id': randomUUID() }, body: event(n++) }) }]
+  })
+  report('2b. durable ingest at half the measured maximum rate', `p99 ${half.latency.p99} ms at ${Math.round(half.requests.average)} req/s`, 'autocannon, overallRate = half of 2')
+
+  let offset = 0
+  const batch = (): string => JSON.stringify({
+    records: Array.from({ length: 100 }, () => ({
+      topic: 'platform.sources.event-stream',
+      partition: 0,
+      offset: offset++,
+      value: { application_id: offset, authentication_id: offset },
+      headers: [{ key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') }, { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }]
+    }))
+  })
+  const batched = await cannon({
+    url: `${server.url}/internal/v1/events`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    requests: [{ setupRequest: req => ({ ...req, body: batch() }) }]
+  })
+  report('2c. durable ingest, batches of 100 events', `${Math.round(batched.requests.average * 100)} events/s, p99 ${batched.latency.p99} ms per batch; non-2xx ${batched.non2xx}`, 'autocannon, 64 connections, 10 s, record batches of 100 distinct events')
+  await stop(server.child)
+  rmSync(server.dataDir, { recursive: true, force: true })
+}
+
+async function endToEnd (sources: number, concurrency: number, latencyMs: number): Promise<{ perSecond: number, seconds: number, violations: number, rss: number }> {
+  const [api, sts, rhsm, kafka] = await Promise.all([startFakeSources({ psk: 'bench-psk-123' }), startFakeSts(), startFakeRhsm(), startMockKafka()])
+  for (const fake of [api, sts, rhsm]) fake.delayMs = latencyMs
+  for (let i = 0; i < sources; i++) api.addSource({ sourceId: String(i + 1), applicationId: String(50_000 + i), authenticationId: String(60_000 + i), arn: `arn:aws:iam::${500_000_000_000 + i}:role/r` })
+  const status = await collectTopic(kafka.brokers, 'platform.sources.status')
+  const server = await cloudoreg({
+    SOURCES_API_URL: api.url, SOURCES_PSK: 'bench-psk-123', RHSM_API_URL: rhsm.url, AWS_STS_ENDPOINT: sts.url,
+    KAFKA_BROKERS: kafka.brokers.join(','), CONCURRENCY: String(concurrency), AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench-secret'
+  })
+  const started = Date.now()
+  for (let from = 0; from < sources; from += 1000) {
+    const records = []
+    for (let i = from; i < Math.min(sources, from + 1000); i++) {
+      records.push({ topic: 't', partition: 0, offset: i, value: { application_id: 50_000 + i, authentication_id: 60_000 + i },
+        headers: [{ key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') }, { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }] })
+    }
+    await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
+  }
+  await status.waitFor(m => new Set(m.map(x => JSON.parse(x.value).resource_id)).size >= sources, 30 * 60_000)
+  const seconds = (Date.now() - started) / 1000
+  const rss = peakRss(server.child.pid!)
+  // One event per source: a violation would be a status for a source before RHSM was asked to map it.
+  const mapped = new Map<string, number>()
+  for (const r of rhsm.requests) mapped.set((r.body as Array<{ sourceId: string }>)[0].sourceId, r.at)
+  const violations = sources - mapped.size
+  await stop(server.child)
+  await status.stop()
+  await kafka.stop()
+  await Promise.all([api.close(), sts.close(), rhsm.close()])
+  rmSync(server.dataDir, { recursive: true, force: true })
+  return { perSecond: sources / seconds, seconds, violations, rss }
+}
+
+async function memory (): Promise<void> {
+  const api = await startFakeSources({ psk: 'bench-psk-123' })
+  api.failureRate = 1
+  const server = await cloudoreg({
+    SOURCES_API_URL: api.url, SOURCES_PSK: 'bench-psk-123', RHSM_API_URL: api.url, STATUS_SINK: 'none', UPSTREAM_CALL_ATTEMPTS: '1',
+    UPSTREAM_TIMEOUT_MS: '200', RETRY_BASE_DELAY_MS: '1000', RETRY_MAX_DELAY_MS: '2000', RETRY_MAX_ATTEMPTS: '1000', CONCURRENCY: '64'
+  })
+  api.hangMs = 100
+  const total = 100_000
+  for (let from = 0; from < total; from += 1000) {
+    const records = Array.from({ length: 1000 }, (_, j) => ({ topic: 't', partition: 0, offset: from + j, value: { application_id: from + j, authentication_id: from + j },
+      headers: [{ key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') }, { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }] }))
+    await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
+  }
+  await new Promise(resolve => setTimeout(resolve, 10_000))
+  report('4. peak RSS with 100,000 events pending, upstream down', `${peakRss(server.child.pid!).toFixed(0)} MB`, 'VmHWM of the cloudoreg process after pushing 100 batches of 1,000 and 10 s of failing retries')
+  api.failureRate = 0
+  await eventually(async () => {
+    const m = /cloudoreg_inbox_pending (\d+)/.exec(await (await fetch(`${server.url}/metrics`)).text())
+    return m && Number(m[1]) === 0 ? true : undefined
+  }, 30 * 60_000, 'the backlog to drain')
+  report('4b. peak RSS after draining it', `${peakRss(server.child.pid!).toFixed(0)} MB`, 'VmHWM once the 100,000 events ended (application 404s: quick ends)')
+  await stop(server.child)
+  await api.close()
+  rmSync(server.dataDir, { recursive: true, force: true })
+}
+
+console.log(`machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`)
+const only = process.argv[2]
+if (!only || only === 'ingest') await ingest()
+if (!only || only === 'e2e') {
+  const e2e = await endToEnd(2000, 64, 100)
+  const bound = 64 / (5 * 0.1)
+  report('3. end to end, 2,000 sources, 100 ms per upstream call, CONCURRENCY=64', `${e2e.perSecond.toFixed(1)} sources/s (${(100 * e2e.perSecond / bound).toFixed(0)}% of the bound ${bound}/s), ${e2e.violations} order violations, peak RSS ${e2e.rss.toFixed(0)} MB`,
+    'first push to last availability message on the topic; bound = CONCURRENCY / (5 calls × 100 ms)')
+  const one = await endToEnd(100, 1, 100)
+  report('3b. the original strategy: 100 sources, CONCURRENCY=1', `${one.perSecond.toFixed(2)} sources/s; CONCURRENCY=64 is ${(e2e.perSecond / one.perSecond).toFixed(0)}× faster`, 'same, one event at a time')
+  const cpu = await endToEnd(2000, 64, 0)
+  report('3c. CPU ceiling: 2,000 sources, no added latency', `${cpu.perSecond.toFixed(1)} sources/s`, 'fakes, broker and cloudoreg share the 2 cores')
+}
+if (!only || only === 'memory') await memory()
+console.log('\n| measure | figure | how |\n|---|---|---|')
+for (const [what, figure, how] of rows) console.log(`| ${what} | ${figure} | ${how} |`)
