@@ -1,3 +1,5 @@
+import { Agent as HttpAgent } from 'node:http'
+import { Agent as HttpsAgent } from 'node:https'
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
@@ -7,6 +9,8 @@ export interface StsOptions {
   endpoint?: string
   timeoutMs: number
   attempts: number
+  /** Sockets to STS at once; at least the number of verifications that can run at once. */
+  maxSockets: number
   observe?: CallOptions['observe']
 }
 
@@ -45,7 +49,12 @@ function classify (err: AwsError, step: 'AssumeRole' | 'GetCallerIdentity'): Rol
 }
 
 export function createRoleVerifier (o: StsOptions): RoleVerifier {
-  const requestHandler = { connectionTimeout: o.timeoutMs, requestTimeout: o.timeoutMs, throwOnRequestTimeout: true }
+  // One pool of kept-alive sockets for every client, the per-session ones included: a new agent per
+  // verification would open a new connection each time, and the SDK's default allows 50 sockets.
+  const agent = { keepAlive: true, maxSockets: o.maxSockets }
+  const httpAgent = new HttpAgent(agent)
+  const httpsAgent = new HttpsAgent(agent)
+  const requestHandler = { connectionTimeout: o.timeoutMs, requestTimeout: o.timeoutMs, throwOnRequestTimeout: true, httpAgent, httpsAgent }
   // The service's own credentials come from the SDK's default chain.
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
 
@@ -76,7 +85,8 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
       }
       const c = assumed.Credentials
       if (!c?.AccessKeyId || !c.SecretAccessKey) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials' }
-      // SDK v3 binds credentials to a client, so the assumed session needs its own, short-lived.
+      // SDK v3 binds credentials to a client, so the assumed session needs its own, short-lived. It is
+      // never destroyed: that would destroy the shared agents, and it holds nothing else.
       const session = new STSClient({
         region: o.region,
         endpoint: o.endpoint,
@@ -93,12 +103,12 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
         return { ok: true, assumedRoleArn: arn }
       } catch (err) {
         return classify(err as AwsError, 'GetCallerIdentity')
-      } finally {
-        session.destroy()
       }
     },
     close () {
       client.destroy()
+      httpAgent.destroy()
+      httpsAgent.destroy()
     }
   }
 }

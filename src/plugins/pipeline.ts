@@ -44,7 +44,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   const rhsm = config.RHSM_MODE === 'dry-run'
     ? dryRunRhsm(app.log)
     : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, observe })
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ brokers: config.kafkaBrokers, topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
