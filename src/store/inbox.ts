@@ -129,16 +129,21 @@ export function createInbox (pool: pg.Pool): Inbox {
         }
       }
     }
-    const { rows } = await pool.query<{ id: string, dedupe_key: string }>(INSERT, [
-      unique.map(e => e.dedupeKey),
-      unique.map(e => e.dedupeTtlMs),
-      unique.map(e => e.eventType),
-      unique.map(e => e.queueKey),
-      unique.map(e => e.orgId),
-      unique.map(e => e.accountNumber),
-      unique.map(e => JSON.stringify(e.body)),
-      unique.map(e => e.deliveryId)
-    ])
+    // Named, so each connection parses and plans it once: it runs for every push.
+    const { rows } = await pool.query<{ id: string, dedupe_key: string }>({
+      name: 'inbox-append',
+      text: INSERT,
+      values: [
+        unique.map(e => e.dedupeKey),
+        unique.map(e => e.dedupeTtlMs),
+        unique.map(e => e.eventType),
+        unique.map(e => e.queueKey),
+        unique.map(e => e.orgId),
+        unique.map(e => e.accountNumber),
+        unique.map(e => JSON.stringify(e.body)),
+        unique.map(e => e.deliveryId)
+      ]
+    })
     const stored = new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))
     const claimed = new Set<string>()
     for (const w of group) {
