@@ -151,7 +151,8 @@ async function memory (): Promise<void> {
   api.failureRate = 1
   const server = await cloudoreg({
     SOURCES_API_URL: api.url, SOURCES_PSK: 'bench-psk-123', RHSM_API_URL: api.url, STATUS_SINK: 'none', UPSTREAM_CALL_ATTEMPTS: '1',
-    UPSTREAM_TIMEOUT_MS: '200', RETRY_BASE_DELAY_MS: '1000', RETRY_MAX_DELAY_MS: '2000', RETRY_MAX_ATTEMPTS: '1000', CONCURRENCY: '64'
+    UPSTREAM_TIMEOUT_MS: '200', RETRY_BASE_DELAY_MS: '1000', RETRY_MAX_DELAY_MS: '2000', RETRY_MAX_ATTEMPTS: '1000', CONCURRENCY: '64',
+    ...(process.env.INBOX_WINDOW ? { INBOX_WINDOW: process.env.INBOX_WINDOW } : {})
   })
   api.hangMs = 100
   const total = 100_000
