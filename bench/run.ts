@@ -8,7 +8,7 @@ import { startFakeRhsm } from '../test/helpers/fake-rhsm.js'
 import { startFakeSources } from '../test/helpers/fake-sources.js'
 import { startFakeSts } from '../test/helpers/fake-sts.js'
 import { collectTopic, startMockKafka } from '../test/helpers/kafka.js'
-import { eventually, freePort } from '../test/helpers/stack.js'
+import { createRecord, eventually, freePort } from '../test/helpers/stack.js'
 
 // npm run bench: each figure against a ceiling measured in the same run on the same machine.
 // cloudoreg runs as its own process (compiled, `node dist/src/server.js`); load comes from this one.
@@ -94,13 +94,7 @@ async function ingest (): Promise<void> {
 
   let offset = 0
   const batch = (): string => JSON.stringify({
-    records: Array.from({ length: 100 }, () => ({
-      topic: 'platform.sources.event-stream',
-      partition: 0,
-      offset: offset++,
-      value: { application_id: offset, authentication_id: offset },
-      headers: [{ key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') }, { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }]
-    }))
+    records: Array.from({ length: 100 }, () => createRecord(offset, offset, offset++))
   })
   const batched = await cannon({
     url: `${server.url}/internal/v1/events`,
@@ -125,10 +119,7 @@ async function endToEnd (sources: number, concurrency: number, latencyMs: number
   const started = Date.now()
   for (let from = 0; from < sources; from += 1000) {
     const records = []
-    for (let i = from; i < Math.min(sources, from + 1000); i++) {
-      records.push({ topic: 't', partition: 0, offset: i, value: { application_id: 50_000 + i, authentication_id: 60_000 + i },
-        headers: [{ key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') }, { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }] })
-    }
+    for (let i = from; i < Math.min(sources, from + 1000); i++) records.push(createRecord(i, 50_000 + i, 60_000 + i))
     await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
   }
   await status.waitFor(m => new Set(m.map(x => JSON.parse(x.value).resource_id)).size >= sources, 30 * 60_000)
@@ -157,8 +148,7 @@ async function memory (): Promise<void> {
   api.hangMs = 100
   const total = 100_000
   for (let from = 0; from < total; from += 1000) {
-    const records = Array.from({ length: 1000 }, (_, j) => ({ topic: 't', partition: 0, offset: from + j, value: { application_id: from + j, authentication_id: from + j },
-      headers: [{ key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') }, { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }] }))
+    const records = Array.from({ length: 1000 }, (_, j) => createRecord(from + j, from + j, from + j))
     await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
   }
   await new Promise(resolve => setTimeout(resolve, 10_000))

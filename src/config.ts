@@ -37,7 +37,7 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 14 }),
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
-  INBOX_WINDOW: Type.Integer({ minimum: 1, default: 5000 }),
+  INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 })

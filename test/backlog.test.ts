@@ -1,5 +1,5 @@
 import t from 'tap'
-import { eventually, inboxStates, ORG, startStack } from './helpers/stack.js'
+import { createRecord, eventually, inboxStates, ORG, startStack } from './helpers/stack.js'
 
 t.test('a backlog larger than the window is read in pages; memory holds at most INBOX_WINDOW events; idle queues are released', async t => {
   const stack = await startStack(t, { env: { INBOX_WINDOW: '10', CONCURRENCY: '4' } })
@@ -7,16 +7,7 @@ t.test('a backlog larger than the window is read in pages; memory holds at most 
   const records = []
   for (let i = 0; i < SOURCES; i++) {
     stack.sources.addSource({ sourceId: String(i + 1), applicationId: String(1000 + i), authenticationId: String(2000 + i), arn: `arn:aws:iam::${300000000000 + i}:role/r` })
-    records.push({
-      topic: 'platform.sources.event-stream',
-      partition: 0,
-      offset: i,
-      value: { application_id: 1000 + i, authentication_id: 2000 + i },
-      headers: [
-        { key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') },
-        { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }
-      ]
-    })
+    records.push(createRecord(i, 1000 + i, 2000 + i))
   }
   stack.rhsm.delayMs = 10
   let peak = 0

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { eventually, ORG, startStack } from './helpers/stack.js'
+import { createRecord, eventually, startStack } from './helpers/stack.js'
 
 // sources-api, STS and RHSM each fail about 30% of calls (503, connection resets, hangs past the
 // client timeout, STS throttling) and the Kafka broker stops for 20 s mid-run: every source still ends
@@ -29,16 +29,7 @@ t.test(`${SOURCES} sources through upstreams failing 30% of calls and a 20 s bro
   const records = []
   for (let i = 0; i < SOURCES; i++) {
     stack.sources.addSource({ sourceId: String(i + 1), applicationId: String(20_000 + i), authenticationId: String(30_000 + i), arn: `arn:aws:iam::${account(i)}:role/r` })
-    records.push({
-      topic: 'platform.sources.event-stream',
-      partition: 0,
-      offset: i,
-      value: { application_id: 20_000 + i, authentication_id: 30_000 + i },
-      headers: [
-        { key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') },
-        { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }
-      ]
-    })
+    records.push(createRecord(i, 20_000 + i, 30_000 + i))
   }
   const started = Date.now()
   for (let from = 0; from < SOURCES; from += 500) {

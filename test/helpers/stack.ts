@@ -179,3 +179,17 @@ export async function startBareApp (t: Teardown, env: Record<string, string> = {
   await app.ready()
   return app
 }
+
+/** One ApplicationAuthentication.create as a Strimzi-bridge record (header values base64), for record batches. */
+export function createRecord (offset: number, applicationId: number, authenticationId: number): Record<string, unknown> {
+  return {
+    topic: 'platform.sources.event-stream',
+    partition: 0,
+    offset,
+    value: { application_id: applicationId, authentication_id: authenticationId },
+    headers: [
+      { key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') },
+      { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }
+    ]
+  }
+}
