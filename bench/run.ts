@@ -54,7 +54,8 @@ async function cannon (opts: autocannon.Options): Promise<autocannon.Result> {
 async function cloudoreg (env: Record<string, string>): Promise<{ child: ChildProcess, url: string, dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bench-'))
   const port = await freePort()
-  const child = start(['dist/src/server.js'], {
+  // SERVER_NODE_ARGS, e.g. --max-old-space-size=128, to measure V8 settings.
+  const child = start([...(process.env.SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'dist/src/server.js'], {
     DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', PUSH_AUTH: 'none', ...env
   })
   const url = `http://127.0.0.1:${port}`
