@@ -250,10 +250,12 @@ export async function startMockKafka(): Promise<MockKafka> {
     child.stderr!.setEncoding('utf8')
     // Keep draining stderr for the life of the process (see file header).
     child.stderr!.on('data', (chunk: string) => {
-      tail = (tail + chunk).slice(-STDERR_TAIL_CHARS)
+      const seen = tail + chunk
+      tail = seen.slice(-STDERR_TAIL_CHARS)
       if (settled) return
+      // Search before trimming: under load one chunk can hold the line and more than the tail keeps.
       // Require the line end: a chunk may stop in the middle of the port list.
-      const m = /bootstrap\.servers=(\S+)\s/.exec(tail)
+      const m = /bootstrap\.servers=(\S+)\s/.exec(seen)
       if (m) {
         settled = true
         clearTimeout(timer)
