@@ -189,7 +189,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         enqueue(event, handler)
       }
       if (ignored.length > 0) {
-        await o.inbox.finish(ignored.map(e => e.id), 'ignored', 'no action for this event type')
+        await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
         for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
         ignored.length = 0
       }

@@ -68,7 +68,8 @@ export interface Inbox {
   onAppend: (listener: () => void) => void
   readPending: (afterId: number, limit: number) => Promise<InboxEvent[]>
   scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string) => Promise<void>
-  finish: (ids: number[], state: 'ignored' | 'dead', outcome: string) => Promise<void>
+  /** Ends events no handler acts on; every other end goes through recordOutcome. */
+  markIgnored: (ids: number[], outcome: string) => Promise<void>
   deadLetters: (limit: number, offset: number) => Promise<{ count: number, data: EventRecord[] }>
   /** The events of an org that ran on any of these queue keys, oldest first. */
   eventsOf: (orgId: string, queueKeys: string[], limit: number) => Promise<EventRecord[]>
@@ -225,10 +226,10 @@ export function createInbox (pool: pg.Pool): Inbox {
       }])
       return copy
     },
-    async finish (ids, state, outcome) {
+    async markIgnored (ids, outcome) {
       await pool.query(
-        `update inbox set state = $2, outcome = $3, finished_at = now() where id = any($1::bigint[]) and state = 'pending'`,
-        [ids, state, outcome])
+        `update inbox set state = 'ignored', outcome = $2, finished_at = now() where id = any($1::bigint[]) and state = 'pending'`,
+        [ids, outcome])
     }
   }
 }
