@@ -4,6 +4,7 @@ import { Type, type Static } from '@sinclair/typebox'
 const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
 
@@ -22,7 +23,15 @@ const ConfigSchema = Type.Object({
   RHSM_MODE: Type.Union([Type.Literal('live'), Type.Literal('dry-run')], { default: 'live' }),
 
   KAFKA_BROKERS: Type.Optional(Type.String({ pattern: '^[^,\\s]+(,[^,\\s]+)*$' })),
+  KAFKA_SASL_MECHANISM: Type.Optional(Type.String({ pattern: '^([Pp][Ll][Aa][Ii][Nn]|[Ss][Cc][Rr][Aa][Mm]-[Ss][Hh][Aa]-(256|512))$' })),
+  KAFKA_SASL_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
+  KAFKA_SASL_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  KAFKA_SSL: Type.Boolean({ default: false }),
+  KAFKA_CA_PATH: Type.Optional(Type.String({ minLength: 1 })),
   SOURCES_STATUS_TOPIC: Type.String({ minLength: 1, default: 'platform.sources.status' }),
+  SOURCES_EVENT_TOPIC: Type.String({ minLength: 1, default: 'platform.sources.event-stream' }),
+  KAFKA_CONSUME: Type.Boolean({ default: false }),
+  KAFKA_GROUP_ID: Type.String({ minLength: 1, default: 'cloudoreg' }),
   STATUS_SINK: Type.Optional(Type.Union([Type.Literal('kafka'), Type.Literal('http'), Type.Literal('none')])),
 
   PUSH_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
@@ -39,6 +48,7 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
+  LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 })
 })
@@ -74,6 +84,12 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   }
   if ((raw.RHSM_CLIENT_CERT === undefined) !== (raw.RHSM_CLIENT_KEY === undefined)) {
     throw new ConfigError('Invalid configuration: RHSM_CLIENT_CERT and RHSM_CLIENT_KEY go together')
+  }
+  if (raw.KAFKA_SASL_MECHANISM !== undefined && (raw.KAFKA_SASL_USERNAME === undefined || raw.KAFKA_SASL_PASSWORD === undefined)) {
+    throw new ConfigError('Invalid configuration: KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD')
+  }
+  if (raw.KAFKA_CONSUME && kafkaBrokers.length === 0) {
+    throw new ConfigError('Invalid configuration: KAFKA_CONSUME=true needs KAFKA_BROKERS')
   }
   // Shadow mode: a deployment that tells sources-api nothing must not change RHSM either.
   const RHSM_MODE = statusSink === 'none' ? 'dry-run' : raw.RHSM_MODE

@@ -8,6 +8,7 @@ import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
 import { createHandlers } from '../pipeline/handlers/index.js'
 import { createRhsmClient, dryRunRhsm } from '../rhsm/client.js'
 import { createSourcesClient } from '../sources/client.js'
+import { kafkaConnection } from '../kafka/client.js'
 import { kafkaStatusSink } from '../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../status/relay.js'
 import { httpStatusSink, noStatusSink } from '../status/sinks.js'
@@ -47,7 +48,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
-    kafka: () => kafkaStatusSink({ brokers: config.kafkaBrokers, topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
+    kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
     http: () => httpStatusSink(sources),
     none: () => noStatusSink
   }

@@ -1,9 +1,9 @@
-import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs'
+import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs'
 import type { Logger } from '../log.js'
 import { availabilityMessage, type StatusSink } from './relay.js'
 
 export interface KafkaSinkOptions {
-  brokers: string[]
+  connection: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>
   topic: string
   log: Logger
 }
@@ -12,7 +12,7 @@ export interface KafkaSinkOptions {
 export function kafkaStatusSink (o: KafkaSinkOptions): StatusSink {
   const kafka = new Kafka({
     clientId: 'cloudoreg',
-    brokers: o.brokers,
+    ...o.connection,
     connectionTimeout: 3000,
     // Longer than the broker stalls we ride out: a produce that times out is retried on the
     // same socket and a stalled broker later appends both copies.
