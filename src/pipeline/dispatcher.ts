@@ -4,8 +4,9 @@ import PQueue from 'p-queue'
 import type { Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
+import type { ClaimableEvent, Claims } from '../store/claims.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
-import type { EventEnd, Outcome } from '../store/outcomes.js'
+import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
 import { backoffDelay, type RetryPolicy } from './retry.js'
 
@@ -27,12 +28,13 @@ export interface EventHandler {
 
 export interface DispatcherOptions {
   inbox: Inbox
+  claims: Claims
+  /** How long a lease lasts unrenewed: a dead replica's sources wait at most this long. */
+  leaseMs: number
+  /** How often to look for work that other replicas stored or left. */
+  pollMs: number
   handlerFor: (eventType: string) => EventHandler | undefined
-  /**
-   * Events that name only a source (`source:<id>`) join the queue of the
-   * source's application when one is known, so they run after its events.
-   */
-  resolveQueueKey: (event: InboxEvent) => Promise<string | null>
+  /** Must reject with LeaseLostError, writing nothing, when the event's lease is no longer this replica's. */
   recordOutcome: (end: EventEnd, outcome: Outcome) => Promise<void>
   /** Called after an outcome committed, e.g. to wake the status relay. */
   onOutcome: () => void
@@ -50,6 +52,8 @@ export interface Dispatcher {
   wake: () => void
   /** Stop pulling; let running attempts end within `graceMs`. Waiting retries stay stored. */
   stop: (graceMs: number) => Promise<void>
+  /** Gives up every lease, once running attempts have ended; for after `stop`. */
+  releaseLeases: () => Promise<void>
   stats: () => { queuedEvents: number, queues: number, running: number }
 }
 
@@ -59,6 +63,10 @@ const PAGE = 500
  * Pulls pending events from the inbox in id order, in pages, into one
  * concurrency-1 queue per source; a global pool bounds running attempts. An
  * event waiting for its retry blocks its source but holds no pool slot.
+ *
+ * Replicas sharing a database share the work by leasing queue keys: a key is
+ * run by one replica at a time, which renews its leases while it has work on
+ * them; a dead replica's keys free up when their leases expire.
  */
 export function createDispatcher (o: DispatcherOptions): Dispatcher {
   const queues = new Map<string, PQueue>()
@@ -66,24 +74,50 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   const stopping = new AbortController()
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, stopping.signal)
-  let cursor = 0
-  let loaded = 0
+  /** Ids of the events held in memory, which the next read skips. */
+  const held = new Set<number>()
+  /**
+   * Keys whose lease was lost: their events still queued here are dropped, not run, and the key
+   * is not taken again until its queue is empty, so that no later event overtakes a dropped one.
+   */
+  const lost = new Set<string>()
+  let lastRenewal = Date.now()
   let pulling = false
   let pullAgain = false
   let started = false
-
-  function report (): void {
-    o.metrics.setQueued(loaded, queues.size)
+  let poller: NodeJS.Timeout | undefined
+  let renewer: NodeJS.Timeout | undefined
+  // Reading, taking and renewing leases run one at a time, so a renewal never releases a key a read just took.
+  let leaseWork: Promise<unknown> = Promise.resolve()
+  function serial<T> (fn: () => Promise<T>): Promise<T> {
+    const next = leaseWork.then(fn)
+    leaseWork = next.catch(() => {})
+    return next
   }
 
-  async function end (event: InboxEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state }
+  function report (): void {
+    o.metrics.setQueued(held.size, queues.size)
+  }
+
+  function lose (keys: Iterable<string>): void {
+    for (const key of keys) {
+      lost.add(key)
+      o.log.warn({ queueKey: key }, 'lease lost; another replica takes over this source')
+    }
+  }
+
+  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 0; ; failures++) {
       try {
         await o.recordOutcome(write, outcome)
         break
       } catch (err) {
+        if (err instanceof LeaseLostError) {
+          o.log.warn({ eventId: event.id, queueKey: event.leaseKey }, 'lease lost before the outcome was recorded; the new holder runs the event again')
+          return
+        }
         if (stopping.signal.aborted) throw err
         o.log.error({ err, eventId: event.id }, 'recording an outcome failed; retrying')
         await sleep(Math.min(30_000, 500 * 2 ** failures))
@@ -93,14 +127,14 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     if (outcome.status) o.onOutcome()
   }
 
-  async function run (event: InboxEvent, handler: EventHandler): Promise<void> {
-    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.queueKey, deliveryId: event.deliveryId })
+  async function run (event: ClaimableEvent, handler: EventHandler): Promise<void> {
+    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId })
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
     let attempts = event.attempts
     let wakeAt = event.nextAttemptAt.getTime()
     const memo: Record<string, unknown> = {}
-    while (!stopping.signal.aborted) {
+    while (!stopping.signal.aborted && !lost.has(event.leaseKey)) {
       if (wakeAt > Date.now()) {
         try {
           await sleep(wakeAt - Date.now(), undefined, { signal: stopping.signal })
@@ -147,25 +181,28 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  function enqueue (event: InboxEvent, handler: EventHandler): void {
-    const key = event.queueKey ?? `event:${event.id}`
+  function enqueue (event: ClaimableEvent, handler: EventHandler): void {
+    const key = event.leaseKey
     let queue = queues.get(key)
     if (queue === undefined) {
       const q = new PQueue({ concurrency: 1 })
       q.on('idle', () => {
-        if (q.size === 0 && q.pending === 0 && queues.get(key) === q) queues.delete(key)
+        if (q.size === 0 && q.pending === 0 && queues.get(key) === q) {
+          queues.delete(key)
+          lost.delete(key)
+        }
         report()
       })
       queues.set(key, q)
       queue = q
     }
-    loaded++
+    held.add(event.id)
     queue.add(async () => {
       try {
         await run(event, handler)
       } finally {
-        loaded--
-        if (loaded <= o.window / 2) wake()
+        held.delete(event.id)
+        if (held.size <= o.window / 2) wake()
       }
     }).catch((err: Error) => {
       // Only when stopping with the database gone: the row stays pending for the next start.
@@ -174,27 +211,49 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   }
 
   async function pull (): Promise<void> {
-    const ignored: InboxEvent[] = []
-    while (!stopping.signal.aborted && loaded < o.window) {
-      const rows = await o.inbox.readPending(cursor, Math.min(PAGE, o.window - loaded))
-      if (rows.length === 0) break
-      cursor = rows[rows.length - 1].id
-      for (const event of rows) {
-        const handler = o.handlerFor(event.eventType)
-        if (handler === undefined) {
-          ignored.push(event)
-          continue
+    while (!stopping.signal.aborted && held.size < o.window) {
+      const found = await serial(async () => {
+        const rows = await o.claims.candidates(Math.min(PAGE, o.window - held.size), [...held])
+        const ignored: InboxEvent[] = []
+        const runnable: Array<{ event: ClaimableEvent, handler: EventHandler }> = []
+        for (const event of rows) {
+          const handler = o.handlerFor(event.eventType)
+          if (handler === undefined) ignored.push(event)
+          else if (!lost.has(event.leaseKey)) runnable.push({ event, handler })
         }
-        if (event.queueKey?.startsWith('source:') === true) event.queueKey = await o.resolveQueueKey(event) ?? event.queueKey
-        enqueue(event, handler)
-      }
-      if (ignored.length > 0) {
-        await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
-        for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
-        ignored.length = 0
-      }
+        if (ignored.length > 0) {
+          await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
+          for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
+        }
+        // Another replica may have taken a free key since the read: its events are that replica's.
+        const taken = await o.claims.take([...new Set(runnable.map(r => r.event.leaseKey))])
+        if (stopping.signal.aborted) return 0
+        let enqueued = 0
+        for (const { event, handler } of runnable) {
+          if (!taken.has(event.leaseKey)) continue
+          enqueue(event, handler)
+          enqueued++
+        }
+        return rows.length === 0 ? 0 : enqueued + ignored.length
+      })
+      if (found === 0) break
     }
     report()
+  }
+
+  async function renew (): Promise<void> {
+    await serial(async () => {
+      const active = [...queues.keys()]
+      try {
+        const kept = await o.claims.renew(active)
+        lastRenewal = Date.now()
+        lose(active.filter(key => !kept.has(key) && queues.has(key)))
+      } catch (err) {
+        o.log.error({ err }, 'renewing leases failed')
+        // Past the lease, another replica may run these keys: stop starting their events here.
+        if (Date.now() - lastRenewal >= o.leaseMs) lose(active.filter(key => queues.has(key)))
+      }
+    })
   }
 
   function wake (): void {
@@ -221,15 +280,23 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   return {
     start () {
       started = true
+      lastRenewal = Date.now()
+      poller = setInterval(wake, o.pollMs).unref()
+      renewer = setInterval(() => { void renew() }, Math.max(100, Math.floor(o.leaseMs / 3))).unref()
       wake()
     },
     wake,
     async stop (graceMs) {
+      clearInterval(poller)
+      clearInterval(renewer)
       stopping.abort()
       for (const q of queues.values()) q.clear()
       const idle = Promise.all([slots.onIdle(), ...[...queues.values()].map(q => q.onIdle())])
       await Promise.race([idle, sleep(graceMs, undefined, { ref: false })])
     },
-    stats: () => ({ queuedEvents: loaded, queues: queues.size, running: slots.pending })
+    async releaseLeases () {
+      await serial(() => o.claims.releaseAll())
+    },
+    stats: () => ({ queuedEvents: held.size, queues: queues.size, running: slots.pending })
   }
 }

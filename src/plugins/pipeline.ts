@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
@@ -12,6 +14,7 @@ import { kafkaConnection } from '../kafka/client.js'
 import { kafkaStatusSink } from '../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../status/relay.js'
 import { httpStatusSink, noStatusSink } from '../status/sinks.js'
+import { createClaims } from '../store/claims.js'
 import { recordOutcome } from '../store/outcomes.js'
 
 declare module 'fastify' {
@@ -57,10 +60,9 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
-    async resolveQueueKey (event) {
-      const registration = await app.store.registrations.findBySource(event.orgId, event.queueKey!.slice('source:'.length))
-      return registration === null ? null : `app:${registration.applicationId}`
-    },
+    claims: createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS),
+    leaseMs: config.LEASE_MS,
+    pollMs: 1000,
     recordOutcome: (end, outcome) => recordOutcome(app.store.pool, end, outcome),
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
@@ -89,6 +91,8 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     const deadline = Date.now() + config.SHUTDOWN_GRACE_MS
     await dispatcher.stop(config.SHUTDOWN_GRACE_MS)
     await relay.stop(Math.max(0, deadline - Date.now()))
+    // Whatever is still running past the grace fails its lease check and stays pending for another replica.
+    await dispatcher.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
     sts.close()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })

@@ -52,14 +52,12 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
     while (!stopped) {
       woken = false
       try {
-        const batch = await o.outbox.next(o.batchSize ?? 500)
-        if (batch.length === 0) {
+        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => { await o.sink.send(batch) })
+        if (sent === 0) {
           if (draining) return
           await idle(o.pollMs)
           continue
         }
-        await o.sink.send(batch)
-        await o.outbox.markSent(batch.map(m => m.id))
         if (failures > 0) o.log.info({ sink: o.sink.name }, 'status messages flowing again')
         failures = 0
         woken = true

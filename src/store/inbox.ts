@@ -66,7 +66,6 @@ export interface Inbox {
   append: (events: IncomingEvent[]) => Promise<AppendResult>
   /** Called after each commit that stored new events. */
   onAppend: (listener: () => void) => void
-  readPending: (afterId: number, limit: number) => Promise<InboxEvent[]>
   scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string) => Promise<void>
   /** Ends events no handler acts on; every other end goes through recordOutcome. */
   markIgnored: (ids: number[], outcome: string) => Promise<void>
@@ -98,7 +97,7 @@ function toRecord (r: Record<string, any>): EventRecord {
   }
 }
 
-function rowToEvent (row: Record<string, any>): InboxEvent {
+export function rowToEvent (row: Record<string, any>): InboxEvent {
   return {
     id: Number(row.id),
     eventType: row.event_type,
@@ -158,8 +157,7 @@ export function createInbox (pool: pg.Pool): Inbox {
     if (rows.length > 0) for (const l of listeners) l()
   }
 
-  // One writer at a time: inbox ids then commit in id order, which the
-  // dispatcher's cursor relies on, and concurrent pushes share one fsync.
+  // One writer at a time: concurrent pushes share one fsync.
   async function drain (): Promise<void> {
     writing = true
     try {
@@ -188,12 +186,6 @@ export function createInbox (pool: pg.Pool): Inbox {
     onAppend (listener) {
       listeners.push(listener)
     },
-    async readPending (afterId, limit) {
-      const { rows } = await pool.query(
-        `select id, event_type, queue_key, org_id, account_number, body, delivery_id, attempts, next_attempt_at, received_at
-         from inbox where state = 'pending' and id > $1 order by id limit $2`, [afterId, limit])
-      return rows.map(rowToEvent)
-    },
     async scheduleRetry (id, attempts, nextAttemptAt, error) {
       await pool.query('update inbox set attempts = $2, next_attempt_at = $3, last_error = $4 where id = $1', [id, attempts, nextAttemptAt, error])
     },
@@ -213,7 +205,6 @@ export function createInbox (pool: pg.Pool): Inbox {
       if (rows.length === 0) return null
       const r = rows[0]
       if (r.state === 'pending') return 'pending'
-      // Through the group-commit writer, so that inbox ids keep committing in order.
       const [copy] = await this.append([{
         eventType: r.event_type,
         queueKey: r.queue_key,

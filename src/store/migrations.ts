@@ -72,5 +72,13 @@ export const migrations: string[] = [
   `
   alter table delivery_keys add column created_at timestamptz not null default now();
   create index inbox_finished on inbox (finished_at) where state in ('done', 'ignored');
+  `,
+  `
+  create table source_leases (
+    queue_key text primary key,
+    owner text not null,
+    expires_at timestamptz not null
+  );
+  create index source_leases_by_owner on source_leases (owner);
   `
 ]

@@ -29,44 +29,68 @@ export interface StatusRecord extends StatusWrite {
 
 export interface Outbox {
   /**
-   * The unsent messages to send now: the latest per application, in id order.
-   * sources-api applies status messages concurrently, so an older one sent
-   * alongside a newer one could win; older rows are marked superseded instead.
+   * Claims unsent messages, hands them to `send` and marks them sent once it
+   * resolves; returns how many were sent. Relays of several replicas each
+   * claim different rows (row locks, SKIP LOCKED) and skip an application
+   * whose older message another relay is sending, so each is sent in order.
+   * Only the latest unsent message per application is sent: sources-api
+   * applies status messages concurrently, so an older one sent alongside a
+   * newer one could win; older rows are marked superseded instead.
    */
-  next: (limit: number) => Promise<StatusMessage[]>
-  markSent: (ids: number[]) => Promise<void>
+  relay: (limit: number, send: (messages: StatusMessage[]) => Promise<void>) => Promise<number>
   /** Every status decided for an application of an org, oldest first. */
   statusesOf: (orgId: string, applicationId: string, limit: number) => Promise<StatusRecord[]>
 }
 
 export function createOutbox (pool: pg.Pool): Outbox {
   return {
-    async next (limit) {
-      await pool.query(
-        `update status_outbox o set superseded = true
-         where o.sent_at is null and not o.superseded
-           and exists (select 1 from status_outbox n where n.application_id = o.application_id and n.id > o.id
-                       and n.sent_at is null and not n.superseded)`)
-      const { rows } = await pool.query(
-        `select id, application_id, org_id, account_number, status, error from status_outbox
-         where sent_at is null and not superseded order by id limit $1`, [limit])
-      return rows.map(r => ({
-        id: Number(r.id),
-        applicationId: r.application_id,
-        orgId: r.org_id,
-        accountNumber: r.account_number,
-        status: r.status,
-        error: r.error
-      }))
+    async relay (limit, send) {
+      const client = await pool.connect()
+      try {
+        await client.query('begin')
+        await client.query(
+          `update status_outbox set superseded = true where id in (
+             select o.id from status_outbox o
+             where o.sent_at is null and not o.superseded
+               and exists (select 1 from status_outbox n where n.application_id = o.application_id and n.id > o.id
+                           and n.sent_at is null and not n.superseded)
+             for update skip locked)`)
+        const { rows } = await client.query(
+          `select id, application_id, org_id, account_number, status, error from status_outbox
+           where sent_at is null and not superseded order by id limit $1 for update skip locked`, [limit])
+        const mine = rows.map(r => r.id as string)
+        // Rows locked by another relay still read as unsent: their applications wait for that relay's commit.
+        const busy = await client.query<{ application_id: string }>(
+          `select distinct application_id from status_outbox
+           where sent_at is null and not superseded and application_id = any($1::text[]) and not (id = any($2::bigint[]))`,
+          [[...new Set(rows.map(r => r.application_id as string))], mine])
+        const elsewhere = new Set(busy.rows.map(r => r.application_id))
+        const batch: StatusMessage[] = rows.filter(r => !elsewhere.has(r.application_id)).map(r => ({
+          id: Number(r.id),
+          applicationId: r.application_id,
+          orgId: r.org_id,
+          accountNumber: r.account_number,
+          status: r.status,
+          error: r.error
+        }))
+        if (batch.length > 0) {
+          await send(batch)
+          await client.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [batch.map(m => m.id)])
+        }
+        await client.query('commit')
+        return batch.length
+      } catch (err) {
+        await client.query('rollback').catch(() => {})
+        throw err
+      } finally {
+        client.release()
+      }
     },
     async statusesOf (orgId, applicationId, limit) {
       const { rows } = await pool.query(
         `select application_id, status, error, created_at, sent_at, superseded from status_outbox
          where org_id = $1 and application_id = $2 order by id limit $3`, [orgId, applicationId, limit])
       return rows.map(r => ({ applicationId: r.application_id, status: r.status, error: r.error, createdAt: r.created_at, sentAt: r.sent_at, superseded: r.superseded }))
-    },
-    async markSent (ids) {
-      await pool.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [ids])
     }
   }
 }

@@ -14,10 +14,18 @@ export interface Outcome {
 
 export interface EventEnd {
   eventId: number
+  /** The lease this replica must still hold on the event's key for the outcome to count. */
+  leaseKey: string
+  leaseOwner: string
   orgId: string
   accountNumber: string | null
   attempts: number
   state: 'done' | 'ignored' | 'dead'
+}
+
+/** The event's key is leased to another replica now, or the event already ended there: nothing was written. */
+export class LeaseLostError extends Error {
+  code = 'CLOUDOREG_LEASE_LOST'
 }
 
 /** Registration, status outbox row and the inbox row's end commit together or not at all. */
@@ -25,12 +33,16 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
   const client = await pool.connect()
   try {
     await client.query('begin')
+    // Locking the lease row makes a replica taking the key over wait for this commit, and then see the event ended.
+    const lease = await client.query('select 1 from source_leases where queue_key = $1 and owner = $2 for share', [end.leaseKey, end.leaseOwner])
+    if (lease.rowCount === 0) throw new LeaseLostError(`the lease on ${end.leaseKey} is no longer held by this replica`)
     if (outcome.registration) await upsertRegistration(client, outcome.registration, end.eventId)
     if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber)
     if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
-    await client.query(
-      `update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now() where id = $1`,
+    const ended = await client.query(
+      `update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now() where id = $1 and state = 'pending'`,
       [end.eventId, end.state, outcome.note, end.attempts])
+    if (ended.rowCount === 0) throw new LeaseLostError(`event ${end.eventId} has already ended`)
     await client.query('commit')
   } catch (err) {
     await client.query('rollback').catch(() => {})
