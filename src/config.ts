@@ -1,5 +1,6 @@
 import envSchema from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { clowderEnv } from './clowder.js'
 
 const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
@@ -10,6 +11,7 @@ const ConfigSchema = Type.Object({
 
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_CA_PATH: Type.Optional(Type.String({ minLength: 1 })),
   EMBEDDED_PG_PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 54329 }),
 
   SOURCES_API_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
@@ -62,20 +64,31 @@ export class ConfigError extends Error {
   code = 'CLOUDOREG_CONFIG'
 }
 
-/** Reads and validates the environment once; a bad value names its variable. */
+/**
+ * Reads and validates the environment once; a bad value names its variable. With ACG_CONFIG set,
+ * Clowder's cdappconfig.json fills every setting the environment leaves unset.
+ */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  const clowder = env.ACG_CONFIG ? clowderEnv(env.ACG_CONFIG, env) : {}
   // An empty variable means "unset" to an operator, not "the empty string".
   const data: Record<string, string> = {}
   for (const key of Object.keys(ConfigSchema.properties)) {
     const value = env[key]
     if (value !== undefined && value !== '') data[key] = value
+    else if (clowder[key] !== undefined) data[key] = clowder[key]
   }
   let raw: Static<typeof ConfigSchema>
   try {
     raw = envSchema<Static<typeof ConfigSchema>>({ schema: ConfigSchema, data, env: false, dotenv: false })
   } catch (err) {
     const message = (err as Error).message.replace(/env\//g, '').replace(/^env /, '')
-    throw new ConfigError(`Invalid configuration: ${message}`)
+    // A value from cdappconfig.json is fixed there, not in the environment: say so.
+    const fromClowder = Object.keys(clowder).filter(key => new RegExp(`\\b${key}\\b`).test(message))
+    const origin = fromClowder.length > 0 ? ` (${fromClowder.join(', ')} from ACG_CONFIG=${env.ACG_CONFIG})` : ''
+    throw new ConfigError(`Invalid configuration: ${message}${origin}`)
+  }
+  if (raw.DATABASE_CA_PATH !== undefined && raw.DATABASE_URL === undefined) {
+    throw new ConfigError('Invalid configuration: DATABASE_CA_PATH needs DATABASE_URL (the embedded PostgreSQL uses no TLS)')
   }
   const kafkaBrokers = raw.KAFKA_BROKERS ? raw.KAFKA_BROKERS.split(',') : []
   const statusSink = raw.STATUS_SINK ?? (kafkaBrokers.length > 0 ? 'kafka' : 'http')

@@ -23,6 +23,7 @@ declare module 'fastify' {
 async function store (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const db = await openDatabase({
     databaseUrl: config.DATABASE_URL,
+    caPath: config.DATABASE_CA_PATH,
     dataDir: config.DATA_DIR,
     embeddedPort: config.EMBEDDED_PG_PORT,
     log: app.log

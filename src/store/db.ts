@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs'
+import type { ConnectionOptions } from 'node:tls'
 import pg from 'pg'
+import { ConfigError } from '../config.js'
 import type { Logger } from '../log.js'
 import { startEmbeddedPostgres } from './embedded-postgres.js'
 import { migrations } from './migrations.js'
@@ -11,6 +14,8 @@ export interface Database {
 
 export interface DatabaseOptions {
   databaseUrl?: string
+  /** PEM file of the CA that signed the server's certificate (DATABASE_CA_PATH). */
+  caPath?: string
   dataDir: string
   embeddedPort: number
   log: Logger
@@ -44,12 +49,76 @@ export async function migrate (pool: pg.Pool): Promise<number> {
   }
 }
 
+const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']
+// Every parameter from which pg-connection-string would build its own `ssl` option.
+const TLS_PARAMS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'ssl', 'uselibpqcompat', 'sslnegotiation']
+
+/**
+ * The pool's connection string and TLS options, with libpq's meaning of sslmode.
+ * pg 8 lets any TLS parameter in a connection string replace the whole `ssl` option given beside it
+ * (node-postgres#2380: the CA is dropped and verify-full against the system CAs fails), and treats
+ * require and verify-ca as verify-full. So when DATABASE_URL has an sslmode, or a CA file is named,
+ * the TLS parameters are taken out of the URL and become one `ssl` option here:
+ * disable, allow: no TLS (pg cannot fall back, so allow never tries it);
+ * prefer: TLS, certificate not checked (pg cannot fall back to plaintext either);
+ * require: TLS; with a CA the chain is checked, not the host name (as libpq does), without one nothing;
+ * verify-ca: chain checked against the CA, host name not; a CA is required;
+ * verify-full (also a CA with no sslmode): chain and host name checked, against the CA if named,
+ * else the system's.
+ */
+export function poolConnection (databaseUrl: string, caPath?: string): { connectionString: string, ssl?: ConnectionOptions | false } {
+  if (!/[?&]sslmode=/.test(databaseUrl) && caPath === undefined) return { connectionString: databaseUrl }
+  let url: URL
+  try {
+    url = new URL(databaseUrl)
+  } catch {
+    throw new ConfigError('Invalid configuration: DATABASE_URL is not a valid URL') // the URL holds a password: not quoted
+  }
+  const params = url.searchParams
+  const mode = params.get('sslmode') ?? 'verify-full'
+  if (!SSL_MODES.includes(mode)) {
+    throw new ConfigError(`Invalid configuration: DATABASE_URL sslmode=${mode} is not one of ${SSL_MODES.join(', ')}`)
+  }
+  if (params.has('ssl') || params.has('sslnegotiation')) {
+    throw new ConfigError('Invalid configuration: DATABASE_URL has both sslmode (or DATABASE_CA_PATH) and ssl or sslnegotiation; use sslmode alone')
+  }
+  const caFile = caPath ?? params.get('sslrootcert') ?? undefined
+  const certFile = params.get('sslcert') ?? undefined
+  const keyFile = params.get('sslkey') ?? undefined
+  for (const name of TLS_PARAMS) params.delete(name)
+  const connectionString = url.toString()
+  if (mode === 'disable' || mode === 'allow') return { connectionString, ssl: false }
+
+  const ssl: ConnectionOptions = {}
+  if (caFile !== undefined) ssl.ca = readPem(caFile, caPath !== undefined ? 'DATABASE_CA_PATH' : 'DATABASE_URL sslrootcert')
+  if (certFile !== undefined) ssl.cert = readPem(certFile, 'DATABASE_URL sslcert')
+  if (keyFile !== undefined) ssl.key = readPem(keyFile, 'DATABASE_URL sslkey')
+  const skipHostName = (): undefined => undefined
+  if (mode === 'prefer' || (mode === 'require' && ssl.ca === undefined)) ssl.rejectUnauthorized = false
+  if (mode === 'require' && ssl.ca !== undefined) ssl.checkServerIdentity = skipHostName
+  if (mode === 'verify-ca') {
+    if (ssl.ca === undefined) throw new ConfigError('Invalid configuration: DATABASE_URL sslmode=verify-ca needs DATABASE_CA_PATH (or sslrootcert)')
+    ssl.checkServerIdentity = skipHostName
+  }
+  return { connectionString, ssl }
+}
+
+function readPem (path: string, setting: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: ${setting}=${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+}
+
 /** Connects to DATABASE_URL, or starts the embedded server under DATA_DIR; then migrates. */
-export async function openDatabase ({ databaseUrl, dataDir, embeddedPort, log }: DatabaseOptions): Promise<Database> {
+export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort, log }: DatabaseOptions): Promise<Database> {
+  // Before the embedded server starts: a TLS setting that cannot work stops start-up at once.
+  const connection = databaseUrl === undefined ? undefined : poolConnection(databaseUrl, caPath)
   const embedded = databaseUrl === undefined
     ? await startEmbeddedPostgres({ dataDir, port: embeddedPort, log })
     : undefined
-  const pool = new pg.Pool({ connectionString: databaseUrl ?? embedded!.url, max: 20 })
+  const pool = new pg.Pool({ ...(connection ?? { connectionString: embedded!.url }), max: 20 })
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', err => log.warn({ err }, 'idle database connection lost'))
   try {
