@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../src/config.js'
+import { metricsOnOwnPort } from '../src/plugins/metrics.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
 const Health = Type.Object({ status: Type.String() }, { additionalProperties: true })
@@ -33,6 +34,8 @@ export default async function health (app: FastifyInstance, { config }: { config
     }
   })
 
+  // With METRICS_PORT, the metrics plugin serves them there, and only there.
+  if (metricsOnOwnPort(config)) return
   app.get('/metrics', { config: { keepsAnswering: true }, schema: { hide: true } }, async (_request, reply) => {
     return reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics())
   })

@@ -51,7 +51,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
 
   await app.register(problem)
   await app.register(store, { config })
-  await app.register(metrics)
+  await app.register(metrics, { config })
   await app.register(loadShedding, { config })
   await app.register(pipeline, { config })
   await app.register(retention, { config })

@@ -1,15 +1,68 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
 import { createMetrics, type Metrics } from '../metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
+    /** Where GET /metrics listens when METRICS_PORT gives it its own port (once ready), else null. */
+    metricsAddress: AddressInfo | null
   }
 }
 
-async function metrics (app: FastifyInstance): Promise<void> {
-  app.decorate('metrics', createMetrics(app.store.pool))
+type PortSettings = Pick<Config, 'PORT' | 'METRICS_PORT'>
+
+/** Whether /metrics moves off the main port. 0 asks for a free port of its own, even when PORT is 0. */
+export function metricsOnOwnPort (config: PortSettings): boolean {
+  return config.METRICS_PORT !== undefined && (config.METRICS_PORT === 0 || config.METRICS_PORT !== config.PORT)
+}
+
+async function metrics (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  const m = createMetrics(app.store.pool)
+  app.decorate('metrics', m)
+  if (!metricsOnOwnPort(config)) {
+    app.decorate('metricsAddress', null)
+    return
+  }
+
+  // Plain node:http: one route, and none of the main server's hooks (load shedding, problem replies).
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'GET' || new URL(req.url ?? '/', 'http://metrics').pathname !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: only GET /metrics is served here\n')
+      return
+    }
+    m.registry.metrics().then(
+      body => { res.writeHead(200, { 'content-type': m.registry.contentType }).end(body) },
+      (err: unknown) => {
+        app.log.warn({ err }, 'collecting metrics failed')
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('collecting metrics failed\n')
+      })
+  })
+  app.decorate('metricsAddress', {
+    getter: () => server.listening ? server.address() as AddressInfo : null
+  })
+  // On ready, not on listen: a port already taken must stop start-up, and onListen errors are only logged.
+  app.addHook('onReady', async () => {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(config.METRICS_PORT, config.HOST, () => {
+        server.off('error', reject)
+        server.on('error', err => { app.log.error({ err }, 'metrics server failed') })
+        resolve()
+      })
+    })
+    app.log.info({ port: (server.address() as AddressInfo).port }, 'metrics served on their own port')
+  })
+  app.addHook('onClose', async () => {
+    if (!server.listening) return
+    const closed = new Promise(resolve => server.close(resolve))
+    // Prometheus keeps its connection alive between scrapes.
+    server.closeAllConnections()
+    await closed
+  })
 }
 
 export default fp(metrics, { name: 'metrics', dependencies: ['store'] })
