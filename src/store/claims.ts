@@ -18,7 +18,7 @@ export interface Claims {
   candidates: (limit: number, skip: number[]) => Promise<ClaimableEvent[]>
   /** Takes or extends leases on these keys; returns the keys now held. */
   take: (keys: string[]) => Promise<Set<string>>
-  /** Extends the leases on `active`, releases this replica's others; returns the active keys still held. */
+  /** Extends the leases on `active`, releases this replica's others and long-expired ones; returns the active keys still held. */
   renew: (active: string[]) => Promise<Set<string>>
   releaseAll: () => Promise<void>
 }
@@ -68,6 +68,9 @@ export function createClaims (pool: pg.Pool, owner: string, leaseMs: number): Cl
            where owner = $1 and queue_key = any($2::text[]) returning queue_key
          ), released as (
            delete from source_leases where owner = $1 and not (queue_key = any($2::text[]))
+         ), forgotten as (
+           -- A dead replica's leases on keys nobody needed since: only clutter now.
+           delete from source_leases where expires_at < now() - $3 * interval '1 millisecond'
          )
          select queue_key from kept`, [owner, active, leaseMs])
       return new Set(rows.map(r => r.queue_key))
