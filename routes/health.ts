@@ -20,6 +20,7 @@ export default async function health (app: FastifyInstance, { config }: { config
       response: { 200: Health, 503: Type.Unsafe({ $ref: 'Problem#' }) }
     }
   }, async (_request, reply) => {
+    if (app.shuttingDown()) return sendProblem(reply, 503, 'shutting down', { 'retry-after': '5' })
     try {
       await app.store.pool.query({ text: 'select 1', query_timeout: 2000 } as { text: string })
     } catch (err) {

@@ -11,6 +11,7 @@ import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
 import pipeline from './plugins/pipeline.js'
 import problem from './plugins/problem.js'
 import retention from './plugins/retention.js'
+import shutdown from './plugins/shutdown.js'
 import store from './plugins/store.js'
 import availability from '../routes/availability.js'
 import events from '../routes/events.js'
@@ -46,10 +47,13 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
     bodyLimit: 1024 * 1024,
     // Also bounds close hooks: the shutdown grace, then stopping PostgreSQL.
     pluginTimeout: config.SHUTDOWN_GRACE_MS + 20_000,
-    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } }
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
+    // The shutdown plugin answers with Retry-After, and from the start of the drain.
+    return503OnClosing: false
   })
 
   await app.register(problem)
+  await app.register(shutdown)
   await app.register(store, { config })
   await app.register(metrics, { config })
   await app.register(loadShedding, { config })

@@ -1,15 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import pg from 'pg'
-import { pino } from 'pino'
 import t from 'tap'
-import { startEmbeddedPostgres } from '../src/store/embedded-postgres.js'
-import { startFakeRhsm } from './helpers/fake-rhsm.js'
-import { startFakeSources } from './helpers/fake-sources.js'
-import { startFakeSts } from './helpers/fake-sts.js'
-import { ready, startServer, type ServerProcess } from './helpers/process.js'
-import { eventually, freePort, ORG, PSK } from './helpers/stack.js'
+import { pendingWork, startReplicas } from './helpers/replicas.js'
+import { eventually, ORG } from './helpers/stack.js'
 
 // Three server processes on one real PostgreSQL server share the work; one is SIGKILLed midway.
 // REPLICA_SOURCES scales it (default 1,000 sources × 3 events).
@@ -25,47 +16,9 @@ const account = (i: number, k: number): string => String(400_000_000_000 + i * 1
 const arn = (i: number, k: number): string => `arn:aws:iam::${account(i, k)}:role/cloud-meter`
 
 t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events pushed round-robin, one replica SIGKILLed: order held, nothing lost`, async t => {
-  const [sources, sts, rhsm] = await Promise.all([startFakeSources({ psk: PSK }), startFakeSts(), startFakeRhsm()])
+  const { sources, rhsm, db, replicas } = await startReplicas(t, REPLICAS, { LEASE_MS: String(LEASE_MS) })
   rhsm.jitterMs = 10
-  sts.jitterMs = 5
   for (let i = 0; i < SOURCES; i++) sources.addSource({ sourceId: sourceId(i), applicationId: app(i), authenticationId: auth(i), arn: arn(i, 0) })
-
-  const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-replicas-'))
-  const postgres = await startEmbeddedPostgres({ dataDir, port: await freePort(), log: pino({ level: 'silent' }) })
-  const db = new pg.Client({ connectionString: postgres.url })
-  await db.connect()
-
-  const replicas: Array<{ url: string, server: ServerProcess, dead: boolean }> = []
-  for (let r = 0; r < REPLICAS; r++) {
-    const port = await freePort()
-    const server = startServer({
-      DATABASE_URL: postgres.url,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      SOURCES_API_URL: sources.url,
-      SOURCES_PSK: PSK,
-      RHSM_API_URL: rhsm.url,
-      AWS_STS_ENDPOINT: sts.url,
-      STATUS_SINK: 'http',
-      LEASE_MS: String(LEASE_MS),
-      UPSTREAM_TIMEOUT_MS: '2000',
-      RETRY_BASE_DELAY_MS: '50',
-      RETRY_MAX_DELAY_MS: '500',
-      SHUTDOWN_GRACE_MS: '1000',
-      LOG_LEVEL: 'warn'
-    })
-    replicas.push({ url: `http://127.0.0.1:${port}`, server, dead: false })
-  }
-  t.teardown(async () => {
-    for (const r of replicas) r.server.child.kill('SIGKILL')
-    await Promise.all(replicas.map(r => r.server.exited))
-    await db.end()
-    await postgres.stop()
-    await Promise.all([sources.close(), sts.close(), rhsm.close()])
-    rmSync(dataDir, { recursive: true, force: true })
-  })
-  // One at a time: the first migrates, the others find the schema ready.
-  for (const r of replicas) await ready(r.url)
   const started = Date.now()
 
   // Event k of source i goes to replica (i + k) % 3, like a bridge behind a load balancer; a push that
@@ -105,13 +58,11 @@ t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events p
     const pid = victim.server.child.pid!
     victim.server.child.kill('SIGKILL')
     await victim.server.exited
-    victim.dead = true
     const { rows: [{ now }] } = await db.query<{ now: Date }>('select now()')
     // The keys the dead replica held with work still to do: these wait for its leases to expire.
     const { rows } = await db.query<{ queue_key: string }>(
       `select l.queue_key from source_leases l
-       where l.owner like '%/' || $1 || '/%'
-         and exists (select 1 from inbox i where i.queue_key = l.queue_key and i.state = 'pending')`, [String(pid)])
+       where l.owner like '%/' || $1 || '/%' and exists (select 1 from inbox i where i.queue_key = l.queue_key and i.state = 'pending')`, [String(pid)])
     kill = { at: now, keys: rows.map(r => r.queue_key), pid }
     // When each of those keys gets a new holder (or its work ends), seen by polling the lease table.
     const waiting = new Set(kill.keys)
@@ -144,9 +95,8 @@ t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events p
   const pushedIn = Date.now() - started
 
   await eventually(async () => {
-    const { rows } = await db.query(`select (select count(*)::int from inbox where state = 'pending') as pending,
-      (select count(*)::int from status_outbox where sent_at is null and not superseded) as unsent`)
-    return rows[0].pending === 0 && rows[0].unsent === 0 ? true : undefined
+    const { pending, unsent } = await pendingWork(db)
+    return pending === 0 && unsent === 0 ? true : undefined
   }, 600_000, 'every event processed and every status sent')
   const doneIn = Date.now() - started
 
