@@ -20,6 +20,7 @@ export default async function events (app: FastifyInstance, { config }: { config
 
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
+    config: { isPush: true },
     schema: {
       tags: ['ingress'],
       summary: 'Push sources-api events',

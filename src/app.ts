@@ -10,6 +10,7 @@ import metrics from './plugins/metrics.js'
 import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
 import pipeline from './plugins/pipeline.js'
 import problem from './plugins/problem.js'
+import pushPort from './plugins/push-port.js'
 import retention from './plugins/retention.js'
 import shutdown from './plugins/shutdown.js'
 import store from './plugins/store.js'
@@ -54,6 +55,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
 
   await app.register(problem)
   await app.register(shutdown)
+  await app.register(pushPort, { config })
   await app.register(store, { config })
   await app.register(metrics, { config })
   await app.register(loadShedding, { config })

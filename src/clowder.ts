@@ -15,7 +15,7 @@ import { ConfigError } from './config.js'
 // Its lookup helpers (KafkaTopics, DependencyEndpoints) are one-line searches, done below.
 
 /** A cdappconfig.json as Clowder writes it: every section may be absent when the ClowdApp does not ask for it. */
-export type ClowderFile = DeepPartial<ClowderConfig> & { publicPort?: number }
+export type ClowderFile = DeepPartial<ClowderConfig> & { publicPort?: number, privatePort?: number }
 type DeepPartial<T> = T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
 export const EVENT_TOPIC = 'platform.sources.event-stream'
@@ -39,6 +39,8 @@ export function clowderSettings (c: ClowderFile): ClowderSettings {
 
   set('PORT', c.webPort ?? c.publicPort)
   set('METRICS_PORT', c.metricsPort)
+  // The private web service is where in-cluster callers, the bridge among them, reach the app.
+  set('PUSH_PORT', c.privatePort)
 
   const brokers = (c.kafka?.brokers ?? []).filter(b => b.hostname)
   if (brokers.length > 0) {

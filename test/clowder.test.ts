@@ -32,6 +32,7 @@ t.test('every field of a realistic cdappconfig.json lands in its setting', async
     settings: {
       PORT: '8000',
       METRICS_PORT: '9000',
+      PUSH_PORT: '10000',
       KAFKA_BROKERS: 'env-ephemeral-7x2kq-kafka-bootstrap.ephemeral-7x2kq.svc:9093,env-ephemeral-7x2kq-kafka-1.ephemeral-7x2kq.svc:9094',
       KAFKA_SSL: 'true',
       KAFKA_SASL_MECHANISM: 'SCRAM-SHA-512',
@@ -49,6 +50,7 @@ t.test('every field of a realistic cdappconfig.json lands in its setting', async
   t.match(c, {
     PORT: 8000,
     METRICS_PORT: 9000,
+    PUSH_PORT: 10000,
     KAFKA_SSL: true,
     KAFKA_SASL_MECHANISM: 'SCRAM-SHA-512',
     KAFKA_SASL_USERNAME: 'cloudoreg-kafka-user',

@@ -73,3 +73,26 @@ t.test('a METRICS_PORT already taken stops start-up', async t => {
   const app = await build(t, { METRICS_PORT: String((taken.address() as { port: number }).port) })
   await t.rejects(async () => { await app.ready() }, { code: 'EADDRINUSE' })
 })
+
+t.test('with PUSH_PORT, the push route is served on its own port, and only there', async t => {
+  const app = await build(t, { PUSH_PORT: '0', PUSH_AUTH: 'none' })
+  t.equal(app.pushAddress, null, 'nothing listens before the app is ready')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const push = `http://127.0.0.1:${app.pushAddress!.port}`
+  const main = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const event = {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', event_type: 'Application.pause', 'x-rh-sources-org-id': '7654321' },
+    body: JSON.stringify({ id: 7 })
+  }
+  t.equal((await fetch(`${push}/internal/v1/events`, event)).status, 202, 'pushes are stored through the push port')
+  const elsewhere = await fetch(`${main}/internal/v1/events`, event)
+  t.equal(elsewhere.status, 404, 'not on the main port')
+  t.match(await elsewhere.json(), { detail: /pushes go to PUSH_PORT/ })
+  t.equal((await fetch(`${push}/healthz`)).status, 404, 'nothing else on the push port')
+  t.equal((await fetch(`${main}/healthz`)).status, 200, 'the rest of the main port is unchanged')
+  const { rows } = await app.store.pool.query<{ n: number }>('select count(*)::int as n from inbox')
+  t.equal(rows[0].n, 1, 'only the push through the push port was stored')
+  await app.close()
+  t.equal(app.pushAddress, null)
+})

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { createMetrics, type Metrics } from '../metrics.js'
+import { listenWithApp } from './extra-listener.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,28 +42,8 @@ async function metrics (app: FastifyInstance, { config }: { config: Config }): P
         res.writeHead(500, { 'content-type': 'text/plain' }).end('collecting metrics failed\n')
       })
   })
-  app.decorate('metricsAddress', {
-    getter: () => server.listening ? server.address() as AddressInfo : null
-  })
-  // On ready, not on listen: a port already taken must stop start-up, and onListen errors are only logged.
-  app.addHook('onReady', async () => {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(config.METRICS_PORT, config.HOST, () => {
-        server.off('error', reject)
-        server.on('error', err => { app.log.error({ err }, 'metrics server failed') })
-        resolve()
-      })
-    })
-    app.log.info({ port: (server.address() as AddressInfo).port }, 'metrics served on their own port')
-  })
-  app.addHook('onClose', async () => {
-    if (!server.listening) return
-    const closed = new Promise(resolve => server.close(resolve))
-    // Prometheus keeps its connection alive between scrapes.
-    server.closeAllConnections()
-    await closed
-  })
+  const address = listenWithApp(app, server, config.METRICS_PORT!, config.HOST, 'metrics')
+  app.decorate('metricsAddress', { getter: address })
 }
 
 export default fp(metrics, { name: 'metrics', dependencies: ['store'] })
