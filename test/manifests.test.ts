@@ -1,11 +1,15 @@
-import { readFileSync, readdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
 import { assertProductionReady, loadConfig } from '../src/config.js'
+import { pushOnOwnPort } from '../src/plugins/push-port.js'
 import { startBareApp } from './helpers/stack.js'
 
 // Every manifest under deploy/ and the Dockerfile, against the code: probe paths are real routes,
-// ports are the configured ones, topic names are the configured defaults, every env name is a
+// ports are the configured ones, the KafkaSource posts to the push route on the push port and only
+// the bridge may reach that port, topic names are the configured defaults, every env name is a
 // setting cloudoreg reads, the production settings are all there, and the image runs what
 // `npm start` runs.
 
@@ -118,6 +122,69 @@ function containers (): Container[] {
   return out
 }
 
+/**
+ * Clowder's web provider: privatePort is 10000 unless the ClowdEnvironment sets another (10000 on
+ * the platform), written into cdappconfig.json, and, when a deployment enables
+ * webServices.private, added as port `private` to the container and to the Service
+ * <ClowdApp>-<deployment>.
+ */
+const CLOWDER_PRIVATE_PORT = 10000
+
+/** Pods as NetworkPolicy peers see them: the namespace's labels and the pod's. */
+interface PodRef { what: string, namespace: Obj, labels: Obj }
+/** The namespace the manifests are applied to. */
+const OWN_NAMESPACE = { 'kubernetes.io/metadata.name': 'cloudoreg' }
+const BRIDGES: PodRef[] = [
+  { what: 'the Knative KafkaSource dispatcher', namespace: { 'kubernetes.io/metadata.name': 'knative-eventing' }, labels: { app: 'kafka-source-dispatcher' } },
+  { what: 'a Strimzi-bridge poller', namespace: { 'kubernetes.io/metadata.name': 'kafka' }, labels: { 'app.kubernetes.io/name': 'kafka-bridge' } }
+]
+// As the manifest ships (its EDIT placeholders).
+const SOURCES_API: PodRef = { what: 'sources-api', namespace: { 'kubernetes.io/metadata.name': 'sources' }, labels: { 'app.kubernetes.io/name': 'sources-api' } }
+const GATEWAY: PodRef = { what: 'the API gateway', namespace: { 'kubernetes.io/metadata.name': 'api-gateway' }, labels: { app: 'gateway' } }
+const PROMETHEUS: PodRef = { what: 'Prometheus', namespace: { 'kubernetes.io/metadata.name': 'monitoring' }, labels: { 'app.kubernetes.io/name': 'prometheus' } }
+const OTHERS: PodRef[] = [
+  SOURCES_API, GATEWAY, PROMETHEUS,
+  { what: 'another pod of knative-eventing', namespace: { 'kubernetes.io/metadata.name': 'knative-eventing' }, labels: { app: 'eventing-webhook' } },
+  { what: 'a pod of cloudoreg\'s namespace', namespace: OWN_NAMESPACE, labels: { app: 'debug' } },
+  { what: 'a pod elsewhere', namespace: { 'kubernetes.io/metadata.name': 'default' }, labels: { app: 'anything' } }
+]
+
+/** A label selector's verdict (matchLabels and matchExpressions; {} selects everything). */
+function selectorMatches (selector: Obj, labels: Obj): boolean {
+  const byLabel = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v)
+  const byExpression = (selector.matchExpressions ?? []).every((e: Obj) => {
+    switch (e.operator) {
+      case 'In': return e.values.includes(labels[e.key])
+      case 'NotIn': return !(e.key in labels) || !e.values.includes(labels[e.key])
+      case 'Exists': return e.key in labels
+      case 'DoesNotExist': return !(e.key in labels)
+      default: throw new Error(`unknown selector operator ${String(e.operator)}`)
+    }
+  })
+  return byLabel && byExpression
+}
+
+/** Whether a NetworkPolicy peer admits the pod. An ipBlock may hold any pod's address: it admits all. */
+function peerAdmits (peer: Obj, pod: PodRef): boolean {
+  if (peer.ipBlock !== undefined) return true
+  const namespaceOk = peer.namespaceSelector === undefined ? selectorMatches({ matchLabels: OWN_NAMESPACE }, pod.namespace) : selectorMatches(peer.namespaceSelector, pod.namespace)
+  const podOk = peer.podSelector === undefined ? true : selectorMatches(peer.podSelector, pod.labels)
+  return namespaceOk && podOk
+}
+
+/** The ports a NetworkPolicy lets the pod reach; -1 stands for every port (a rule without `ports`). A rule without `from` admits everyone. */
+function admittedPorts (policy: Obj, pod: PodRef, c: Container): number[] {
+  const ports = new Set<number>()
+  for (const rule of policy.spec.ingress ?? []) {
+    if (!(rule.from ?? [{}]).some((peer: Obj) => peerAdmits(peer, pod))) continue
+    for (const p of rule.ports ?? [{ port: -1 }]) {
+      if (p.endPort !== undefined) throw new Error('port ranges are not expected')
+      ports.add(p.port === -1 ? -1 : portOf(c, p.port))
+    }
+  }
+  return [...ports].sort((a, b) => a - b)
+}
+
 function portOf (c: Container, port: number | string): number {
   if (typeof port === 'number') return port
   const named = c.ports.get(port)
@@ -184,7 +251,7 @@ t.test('probes: /healthz and /readyz are real routes that answer 200, on the con
     if (!c.clowder) t.equal(c.ports.get('http'), defaults.PORT, `${c.where}: the http container port`)
   }
 
-  t.test('the KafkaSource posts to the push route on the web port, ordered, with retry, backoff and a dead-letter sink', async t => {
+  t.test('the KafkaSource reads the event topic, ordered, with retry, backoff and a dead-letter sink', async t => {
     const sources = ofKind('KafkaSource')
     t.equal(sources.length, 1, 'one KafkaSource')
     for (const { file, o } of sources) {
@@ -201,15 +268,84 @@ t.test('probes: /healthz and /readyz are real routes that answer 200, on the con
       if (dls?.ref) {
         t.ok(all.some(x => x.file === file && x.o.kind === dls.ref.kind && x.o.metadata.name === dls.ref.name), `${file}: the dead-letter ${dls.ref.kind} is defined alongside`)
       }
-      const sink = new URL(o.spec.sink.uri)
-      t.ok(app.hasRoute({ method: 'POST', url: sink.pathname }), `${file}: POST ${sink.pathname} is a route`)
-      t.equal(Number(sink.port), defaults.PORT, `${file}: the sink port is the web port`)
-      // The default service name is the Service Clowder creates: <ClowdApp>-<deployment>.
-      const clowdapp = ofKind('ClowdApp')[0].o
-      const services = clowdapp.spec.deployments.filter((d: Obj) => d.webServices?.public?.enabled).map((d: Obj) => `${clowdapp.metadata.name}-${d.name}`)
-      t.ok(services.includes(sink.hostname.split('.')[0]), `${file}: the sink host ${sink.hostname} is one of ${services.join(', ')}`)
     }
   })
+})
+
+t.test('the push route: alone on its own port, the one the KafkaSource posts to and the only one the bridge may reach', async t => {
+  const sources = ofKind('KafkaSource')
+  t.equal(sources.length, 1, 'one KafkaSource')
+  const { file: sourceFile, o: source } = sources[0]
+  const sink = new URL(source.spec.sink.uri)
+  t.equal(sink.protocol, 'http:', `${sourceFile}: plain HTTP inside the cluster`)
+  t.equal(sink.search, '', `${sourceFile}: no query`)
+  const sinkPort = Number(sink.port)
+
+  // The code: the route at the sink path is the push route, served on PUSH_PORT and not on PORT.
+  const app = await startBareApp(t, { PUSH_PORT: '0', PUSH_AUTH: 'none', HOST: '127.0.0.1' })
+  t.ok(app.pushAddress, 'PUSH_PORT=0: the push route got a port of its own')
+  const pushUrl = `http://127.0.0.1:${app.pushAddress!.port}`
+  const event = { 'content-type': 'application/json', event_type: 'Application.pause', 'x-rh-sources-org-id': '7654321' }
+  const pushed = await fetch(`${pushUrl}${sink.pathname}`, { method: 'POST', headers: event, body: JSON.stringify({ id: 7 }) })
+  t.equal(pushed.status, 202, `${sourceFile}: POST ${sink.pathname} on the push port stores the event (only the route marked isPush is served there)`)
+  const onMain = await app.inject({ method: 'POST', url: sink.pathname, headers: event, payload: { id: 7 } })
+  t.equal(onMain.statusCode, 404, `${sourceFile}: POST ${sink.pathname} is not served on the main port`)
+  t.match(onMain.json(), { detail: /pushes go to PUSH_PORT/ }, 'the main port says where pushes go')
+  t.equal((await fetch(`${pushUrl}/healthz`)).status, 404, 'nothing else on the push port')
+
+  // Clowder: the private web service is on, and privatePort becomes PUSH_PORT, which nothing in the env overrides.
+  const clowdapps = ofKind('ClowdApp')
+  t.ok(clowdapps.length > 0)
+  const sample = JSON.parse(read('test/fixtures/cdappconfig.json')) as Obj
+  t.equal(sample.privatePort, CLOWDER_PRIVATE_PORT, 'the sample cdappconfig.json carries Clowder\'s privatePort')
+  const dir = mkdtempSync(join(tmpdir(), 'cloudoreg-manifests-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const acgConfig = join(dir, 'cdappconfig.json')
+  writeFileSync(acgConfig, JSON.stringify({ webPort: sample.webPort, publicPort: sample.publicPort, privatePort: sample.privatePort, metricsPort: sample.metricsPort }))
+  const clowderServices: string[] = []
+  for (const { file, o } of clowdapps) {
+    for (const d of o.spec.deployments) {
+      t.equal(d.webServices?.public?.enabled, true, `${file} ${d.name}: public web service (status API, probes)`)
+      t.equal(d.webServices?.private?.enabled, true, `${file} ${d.name}: private web service (port ${CLOWDER_PRIVATE_PORT}, the push route)`)
+      if (d.webServices?.private?.enabled === true) clowderServices.push(`${o.metadata.name}-${d.name}`)
+    }
+  }
+  for (const c of containers().filter(x => x.clowder)) {
+    const config = loadConfig({ ...literalEnv(c), ACG_CONFIG: acgConfig })
+    t.equal(config.PUSH_PORT, CLOWDER_PRIVATE_PORT, `${c.where}: PUSH_PORT is Clowder's privatePort`)
+    t.equal(config.PORT, defaults.PORT, `${c.where}: PORT is Clowder's webPort`)
+    t.ok(pushOnOwnPort(config), `${c.where}: the push route moves off the main port`)
+  }
+  t.equal(sinkPort, CLOWDER_PRIVATE_PORT, `${sourceFile}: the sink port is the Clowder Service's port \`private\``)
+  t.ok(clowderServices.includes(sink.hostname.split('.')[0]), `${sourceFile}: the default sink host ${sink.hostname} is one of the Services with a private port: ${clowderServices.join(', ')}`)
+
+  // Plain Kubernetes: PUSH_PORT = container port `push` = the Service port the sink reaches = the only port the bridge may reach.
+  const c = containers().find(x => !x.clowder)!
+  const config = loadConfig(literalEnv(c))
+  const pushPort = config.PUSH_PORT!
+  t.ok(pushOnOwnPort(config), `${c.where}: PUSH_PORT ${String(config.PUSH_PORT)} moves the push route off PORT ${config.PORT}`)
+  t.equal(c.ports.get('push'), pushPort, `${c.where}: the container port push is PUSH_PORT`)
+  const service = ofKind('Service').find(x => x.o.metadata.name === 'cloudoreg')
+  t.ok(service, 'the Service cloudoreg (SERVICE_NAME=cloudoreg for the KafkaSource)')
+  const servicePorts: Obj[] = service?.o.spec.ports ?? []
+  const toPush = servicePorts.filter(p => portOf(c, p.targetPort ?? p.port) === pushPort)
+  t.same(toPush.map(p => p.port), [sinkPort], `Service cloudoreg: port ${sinkPort}, the sink's, and only it, leads to PUSH_PORT`)
+  t.equal(pushPort, CLOWDER_PRIVATE_PORT, 'the same push port with and without Clowder, so one KafkaSource fits both')
+
+  const [policy] = ofKind('NetworkPolicy')
+  t.ok(policy, 'a NetworkPolicy')
+  const metricsPort = Number(literalEnv(c).METRICS_PORT)
+  for (const bridge of BRIDGES) t.same(admittedPorts(policy.o, bridge, c), [pushPort], `${bridge.what} may reach the push port and nothing else`)
+  for (const other of OTHERS) t.notOk(admittedPorts(policy.o, other, c).includes(pushPort), `${other.what} may not reach the push port`)
+  t.same(admittedPorts(policy.o, SOURCES_API, c), [config.PORT], 'sources-api may reach the main port (availability check)')
+  t.same(admittedPorts(policy.o, GATEWAY, c), [config.PORT], 'the gateway may reach the main port (status API)')
+  t.same(admittedPorts(policy.o, PROMETHEUS, c), [metricsPort], 'Prometheus may reach the metrics port')
+  // The checks can fail: the ways of letting too much in are caught.
+  const dispatcher = BRIDGES[0]
+  t.same(admittedPorts({ spec: { ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: config.PORT }] }] } }, dispatcher, c), [config.PORT], 'any-namespace peer')
+  t.same(admittedPorts({ spec: { ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8' } }], ports: [{ port: config.PORT }] }] } }, dispatcher, c), [config.PORT], 'an ipBlock')
+  t.same(admittedPorts({ spec: { ingress: [{ from: [{ namespaceSelector: { matchLabels: dispatcher.namespace } }] }] } }, dispatcher, c), [-1], 'a rule without ports')
+  t.same(admittedPorts({ spec: { ingress: [{ from: [{ podSelector: { matchLabels: dispatcher.labels } }], ports: [{ port: 'push' }] }] } }, dispatcher, c), [], 'a podSelector alone stays in the own namespace')
 })
 
 t.test('topics are the configured defaults', async t => {
@@ -279,14 +415,18 @@ t.test('plain Kubernetes: non-root, Services on the container ports, a NetworkPo
   t.equal(pod.securityContext?.runAsNonRoot, true, 'runAsNonRoot')
   const c = containers().find(x => !x.clowder)!
   const metricsPort = Number(literalEnv(c).METRICS_PORT)
+  const pushPort = Number(literalEnv(c).PUSH_PORT)
   t.ok(metricsPort > 0 && metricsPort !== defaults.PORT, 'metrics on their own port')
   t.equal(c.ports.get('metrics'), metricsPort, 'the metrics container port is METRICS_PORT')
+  t.ok(pushPort > 0 && ![defaults.PORT, metricsPort].includes(pushPort), 'the push route on its own port')
+  const knownPorts = [defaults.PORT, pushPort, metricsPort]
+  t.same([...c.ports.values()].sort((a, b) => a - b), [...knownPorts].sort((a, b) => a - b), 'container ports: web, push, metrics')
 
   const services = ofKind('Service')
   t.ok(services.length > 0)
   for (const { o } of services) {
     t.ok(selects({ matchLabels: o.spec.selector }), `Service ${o.metadata.name} selects the pods`)
-    for (const p of o.spec.ports) t.ok([defaults.PORT, metricsPort].includes(portOf(c, p.targetPort)), `Service ${o.metadata.name} port ${p.name}`)
+    for (const p of o.spec.ports) t.ok(knownPorts.includes(portOf(c, p.targetPort ?? p.port)), `Service ${o.metadata.name} port ${p.name}`)
   }
 
   const policies = ofKind('NetworkPolicy').filter(x => selects(x.o.spec.podSelector))
@@ -296,19 +436,9 @@ t.test('plain Kubernetes: non-root, Services on the container ports, a NetworkPo
   for (const [i, rule] of policy.spec.ingress.entries()) {
     t.ok(Array.isArray(rule.from) && rule.from.length > 0, `rule ${i} names its peers (none would admit everyone)`)
     t.ok(Array.isArray(rule.ports) && rule.ports.length > 0, `rule ${i} names its ports`)
-    for (const p of rule.ports ?? []) t.ok([defaults.PORT, metricsPort].includes(p.port), `rule ${i}: port ${p.port}`)
+    for (const p of rule.ports ?? []) t.ok(knownPorts.includes(portOf(c, p.port)), `rule ${i}: port ${p.port}`)
   }
-  const pushRules = policy.spec.ingress.filter((r: Obj) => r.ports.some((p: Obj) => p.port === defaults.PORT))
-  t.ok(pushRules.some((r: Obj) => r.from.some((peer: Obj) => peer.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'knative-eventing')),
-    'the Knative KafkaSource dispatcher may reach the push port')
-
-  // cloudoreg has one web port; Clowder's private port only makes sense once it serves something there.
-  for (const { file, o } of ofKind('ClowdApp')) {
-    for (const d of o.spec.deployments) {
-      t.equal(d.webServices?.public?.enabled, true, `${file}: public web service`)
-      t.equal(Boolean(d.webServices?.private?.enabled), SETTINGS.has('PRIVATE_PORT'), `${file}: private web service enabled exactly when cloudoreg has a private port`)
-    }
-  }
+  // Who may reach which port: the push-route test above.
 })
 
 /** Dockerfile instructions by stage, continuation lines joined, comments dropped. */
@@ -348,8 +478,12 @@ t.test('Dockerfile: UBI 9 Node.js 22, built with tsc, runs what npm start runs, 
   t.same(args(run, 'USER'), ['1001'], 'run: non-root user 1001')
   t.ok(args(run, 'ENV').some(a => /\bNODE_ENV=production\b/.test(a)), 'run: NODE_ENV=production')
 
-  const metricsPort = Number(literalEnv(containers().find(x => !x.clowder)!).METRICS_PORT)
-  t.same(args(run, 'EXPOSE').join(' ').split(' ').map(Number).sort((a, b) => a - b), [defaults.PORT, metricsPort].sort((a, b) => a - b), 'EXPOSE the web and metrics ports')
+  const k8sEnv = literalEnv(containers().find(x => !x.clowder)!)
+  const metricsPort = Number(k8sEnv.METRICS_PORT)
+  const exposed = args(run, 'EXPOSE').join(' ').split(' ').map(Number)
+  t.ok(exposed.includes(defaults.PORT) && exposed.includes(metricsPort), 'EXPOSE the web and metrics ports')
+  // EXPOSE documents; the push port may be listed or not, but nothing that is not one of the three.
+  t.same(exposed.filter(p => ![defaults.PORT, metricsPort, Number(k8sEnv.PUSH_PORT)].includes(p)), [], 'EXPOSE no other port')
 
   // CMD runs the file `npm start` runs, which is where tsc puts src/server.ts.
   const cmd = JSON.parse(args(run, 'CMD')[0]) as string[]
