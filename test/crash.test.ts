@@ -89,6 +89,7 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
 
   const killAt = [0.2, 0.5, 0.8].map(f => Math.floor(TOTAL * (f + (Math.random() - 0.5) * 0.2)))
   const kills: string[] = []
+  let clearedLeases = 0
   const killer = (async () => {
     for (const [n, at] of killAt.entries()) {
       await eventually(() => acked >= at ? true : undefined, 600_000, `${at} acknowledged pushes`)
@@ -100,6 +101,10 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
       kills.push(`${withPostgres ? 'Node and PostgreSQL' : 'Node alone'} at ${acked} acknowledged pushes`)
       server = startServer(env)
       await ready(url)
+      // Its sources need not wait for LEASE_MS: the embedded store is this process's alone.
+      const restarted = server
+      await eventually(() => /cleared the leases of a previous run/.test(restarted.output()) ? true : undefined, 10_000, 'the dead run\'s leases to be cleared')
+      clearedLeases++
     }
   })()
 
@@ -163,6 +168,7 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
   const sample = await fetch(`${url}/api/cloudoreg/v1/sources/1`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: ORG } })).toString('base64') } })
   t.match(await sample.json(), { state: 'registered', aws_account_id: account(0, PER_SOURCE - 1) })
 
+  t.equal(clearedLeases, 3, 'each restart cleared the leases its dead predecessor held')
   t.comment(`kills: ${kills.join('; ')}`)
   t.comment(`${TOTAL} events, ${SOURCES} sources: pushed in ${(pushedIn / 1000).toFixed(1)} s with ${retries} push retries; all processed and reported after ${(doneIn / 1000).toFixed(1)} s`)
   t.comment(`RHSM: ${rhsm.requests.filter(r => r.method === 'POST').length} creates for ${TOTAL} events (${repeated} repeated); ${messages.length} status messages on the topic`)

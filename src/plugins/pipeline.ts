@@ -57,10 +57,11 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   }
   const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
   const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
-    claims: createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS),
+    claims,
     leaseMs: config.LEASE_MS,
     pollMs: 1000,
     recordOutcome: (end, outcome) => recordOutcome(app.store.pool, end, outcome),
@@ -75,6 +76,12 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   app.store.inbox.onAppend(dispatcher.wake)
 
   app.addHook('onReady', async () => {
+    // The embedded store is this process's alone: leases in it were left by a previous run that
+    // died, and its sources need not wait LEASE_MS for them to expire.
+    if (app.store.embedded) {
+      const cleared = await claims.clearAll()
+      if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
+    }
     dispatcher.start()
     relay.start()
     const shadow = [

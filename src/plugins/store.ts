@@ -9,6 +9,8 @@ import { createRegistrations, type Registrations } from '../store/registrations.
 
 export interface Store {
   pool: pg.Pool
+  /** The embedded PostgreSQL, which no other process shares. */
+  embedded: boolean
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
@@ -30,6 +32,7 @@ async function store (app: FastifyInstance, { config }: { config: Config }): Pro
   })
   app.decorate('store', {
     pool: db.pool,
+    embedded: db.embedded,
     inbox: createInbox(db.pool),
     outbox: createOutbox(db.pool),
     registrations: createRegistrations(db.pool)

@@ -21,6 +21,8 @@ export interface Claims {
   /** Extends the leases on `active`, releases this replica's others and long-expired ones; returns the active keys still held. */
   renew: (active: string[]) => Promise<Set<string>>
   releaseAll: () => Promise<void>
+  /** Drops every replica's leases; only for a database no other live process uses. Returns how many. */
+  clearAll: () => Promise<number>
 }
 
 const CANDIDATES = `
@@ -77,6 +79,9 @@ export function createClaims (pool: pg.Pool, owner: string, leaseMs: number): Cl
     },
     async releaseAll () {
       await pool.query('delete from source_leases where owner = $1', [owner])
+    },
+    async clearAll () {
+      return (await pool.query('delete from source_leases')).rowCount ?? 0
     }
   }
 }
