@@ -24,7 +24,7 @@ LABEL name="cloudoreg" \
       summary="cloudoreg: verified AWS cloud access for sources-api cloud-meter applications" \
       description="Turns sources-api events into verified AWS cloud-access mappings in RHSM, with a status API" \
       io.k8s.description="Turns sources-api events into verified AWS cloud-access mappings in RHSM, with a status API" \
-      io.openshift.expose-services="8000:http,9000:metrics"
+      io.openshift.expose-services="8000:http,10000:push,9000:metrics"
 USER 1001
 WORKDIR /opt/app-root/src
 COPY --chown=1001:0 package.json package-lock.json ./
@@ -36,8 +36,8 @@ COPY --from=build --chown=1001:0 /opt/app-root/src/dist ./dist
 # would fail here, at build time, rather than in production).
 RUN node -e "import('./dist/src/app.js').catch(err => { console.error(err); process.exit(1) })"
 ENV NODE_ENV=production
-# 8000: the web port (status API, push route, probes); 9000: metrics when METRICS_PORT=9000 (Clowder's metrics port).
-EXPOSE 8000 9000
+# 8000: the web port (status API, probes, operators); 10000: the push route when PUSH_PORT=10000 (Clowder's private port); 9000: metrics when METRICS_PORT=9000 (Clowder's metrics port).
+EXPOSE 8000 10000 9000
 # The live set is small (see BENCHMARKS.md); a heap limit makes V8 collect before the pod's memory limit.
 # No `npm start`: its prestart would rebuild, and npm would stand between the process and SIGTERM.
 CMD ["node", "--max-old-space-size=192", "dist/src/server.js"]
