@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { REDACTED_PATHS } from './log.js'
+import kafkaConsumer from './plugins/kafka-consumer.js'
 import loadShedding from './plugins/load-shedding.js'
 import metrics from './plugins/metrics.js'
 import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
@@ -59,6 +60,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(store, { config })
   await app.register(metrics, { config })
   await app.register(loadShedding, { config })
+  if (config.KAFKA_CONSUME) await app.register(kafkaConsumer, { config })
   await app.register(pipeline, { config })
   await app.register(retention, { config })
   await app.register(openapi, { version: packageVersion() })

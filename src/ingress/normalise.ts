@@ -184,8 +184,44 @@ function record (r: unknown, where: string): IncomingEvent {
       value = parseJson(decodeBase64Text(value, `${where}value`), `${where}value`)
     }
   }
+  return toEvent(headers, value, kafkaDelivery(topic, partition, offset), where)
+}
+
+/** One Kafka record, however it reached us (pushed by a Strimzi bridge or consumed directly), is one delivery. */
+function kafkaDelivery (topic: string, partition: unknown, offset: unknown): { key: string, ttlMs: null, deliveryId: string } {
   const id = `${topic}/${Number(partition)}/${Number(offset)}`
-  return toEvent(headers, value, { key: `kafka:${id}`, ttlMs: null, deliveryId: id }, where)
+  return { key: `kafka:${id}`, ttlMs: null, deliveryId: id }
+}
+
+/** A record as a Kafka client (kafkajs) hands it over: raw value bytes, header values as bytes or text. */
+export interface KafkaRecord {
+  topic: string
+  partition: number
+  offset: string
+  value: Buffer | null
+  headers?: Record<string, Buffer | string | Array<Buffer | string> | undefined>
+}
+
+/**
+ * A record consumed from the event topic directly (KAFKA_CONSUME): the same event, with the
+ * same topic/partition/offset dedupe key, as when a Strimzi bridge pushes that record, so a
+ * record read twice, or read by one path and pushed by the other, is stored once.
+ */
+export function normaliseKafkaRecord (r: KafkaRecord): { ok: true, event: IncomingEvent } | { ok: false, detail: string } {
+  try {
+    const headers: KafkaHeaders = new Map()
+    for (const [name, value] of Object.entries(r.headers ?? {})) {
+      // A repeated header: the last one wins, as in a pushed record batch.
+      const v = Array.isArray(value) ? value.at(-1) : value
+      if (v !== undefined) headers.set(canonical(name), typeof v === 'string' ? v : v.toString('utf8'))
+    }
+    if (r.value === null || r.value.length === 0) throw new Invalid('value is empty')
+    const body = parseJson(r.value.toString('utf8'), 'value')
+    return { ok: true, event: toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), '') }
+  } catch (err) {
+    if (err instanceof Invalid) return { ok: false, detail: err.message }
+    throw err
+  }
 }
 
 function batch (items: unknown, label: string, each: (item: unknown, where: string) => IncomingEvent): IncomingEvent[] {

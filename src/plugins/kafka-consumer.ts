@@ -1,0 +1,88 @@
+import { writeSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter, Gauge } from 'prom-client'
+import type { Config } from '../config.js'
+import { createKafkaEventConsumer, type BatchReport } from '../ingress/kafka-consumer.js'
+import { kafkaConnection } from '../kafka/client.js'
+
+/**
+ * Test-only fault: with a positive number N, the process SIGKILLs itself after the inbox commit
+ * of the N-th batch that stored a new record, before that batch's offset commit: the window a
+ * crash test must hit. Unset (always, outside that test), it does nothing.
+ */
+const KILL_HOOK = 'CLOUDOREG_TEST_KILL_AFTER_INBOX_COMMIT'
+
+/**
+ * Direct Kafka mode (KAFKA_CONSUME=true): consumes SOURCES_EVENT_TOPIC as group KAFKA_GROUP_ID
+ * into the same inbox as pushed events; the dispatcher is woken by the inbox append as for a push.
+ */
+async function kafkaConsumer (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  const registry = app.metrics.registry
+  const records = new Counter({
+    name: 'cloudoreg_kafka_records_total',
+    help: 'Records consumed from the event topic (direct Kafka mode), by outcome: stored, duplicate (read again), skipped (can never be stored)',
+    labelNames: ['outcome'],
+    registers: [registry]
+  })
+  for (const outcome of ['stored', 'duplicate', 'skipped']) records.inc({ outcome }, 0)
+  const lag = new Gauge({
+    name: 'cloudoreg_kafka_consumer_lag',
+    help: 'Records of the event topic not yet consumed, per partition, as of the last batch',
+    labelNames: ['partition'],
+    registers: [registry]
+  })
+  const assigned = new Gauge({
+    name: 'cloudoreg_kafka_consumer_partitions',
+    help: 'Partitions of the event topic assigned to this replica (0: not consuming)',
+    registers: [registry]
+  })
+
+  let killAfter = Number(process.env[KILL_HOOK] ?? 0)
+  if (killAfter > 0) app.log.warn({ [KILL_HOOK]: killAfter }, 'test fault armed: this process will SIGKILL itself between an inbox commit and its offset commit')
+
+  const consumer = createKafkaEventConsumer({
+    connection: kafkaConnection(config),
+    topic: config.SOURCES_EVENT_TOPIC,
+    groupId: config.KAFKA_GROUP_ID,
+    log: app.log,
+    store: async events => app.store.inbox.append(events),
+    onAssignment: n => assigned.set(n),
+    onBatch (r: BatchReport) {
+      for (const type of r.storedTypes) app.metrics.eventsReceived(type)
+      records.inc({ outcome: 'stored' }, r.storedTypes.length)
+      records.inc({ outcome: 'duplicate' }, r.duplicates)
+      records.inc({ outcome: 'skipped' }, r.skipped)
+      lag.set({ partition: String(r.partition) }, r.lag)
+      app.log.info({
+        partition: r.partition, offsets: `${r.firstOffset}-${r.lastOffset}`, stored: r.storedTypes.length, duplicates: r.duplicates, skipped: r.skipped
+      }, 'Kafka records stored')
+    },
+    beforeOffsetCommit: killAfter > 0
+      ? r => {
+        if (r.storedTypes.length === 0 || --killAfter > 0) return
+        // Written synchronously: pino's asynchronous stdout would lose the line with the process.
+        writeSync(2, JSON.stringify({
+          level: 40, time: Date.now(), partition: r.partition, offsets: `${r.firstOffset}-${r.lastOffset}`, stored: r.storedTypes.length,
+          msg: 'test fault: killing the process after the inbox commit, before the offset commit'
+        }) + '\n')
+        process.kill(process.pid, 'SIGKILL')
+      }
+      : undefined
+  })
+
+  // Registered before the pipeline, so that intake stops before its drain (like pushes, which get 503
+  // from the start of the drain). Starting before the dispatcher is harmless: an append wakes nothing
+  // until the dispatcher starts, and then it reads the pending inbox; joining the group takes longer anyway.
+  app.addHook('onReady', async () => {
+    consumer.start()
+    app.log.info({ topic: config.SOURCES_EVENT_TOPIC, groupId: config.KAFKA_GROUP_ID, brokers: config.kafkaBrokers }, 'direct Kafka mode: consuming the event topic')
+  })
+  // preClose: the batch in flight is stored and committed while the database is still open, and the
+  // group is left, so other replicas take the partitions at once.
+  app.addHook('preClose', async () => {
+    await consumer.stop()
+  })
+}
+
+export default fp(kafkaConsumer, { name: 'kafka-consumer', dependencies: ['store', 'metrics'] })
