@@ -1,0 +1,120 @@
+import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
+import t from 'tap'
+import { createRoleVerifier, signatureV4, type RoleVerifier } from '../src/aws/sts.js'
+import { UpstreamError } from '../src/upstream/errors.js'
+import { FakeSts } from './helpers/fake-sts.js'
+import type { FakeReply, FaultKind, RecordedRequest } from './helpers/fake-http.js'
+
+const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
+const KEY = { accessKeyId: 'ASIAEXAMPLEKEY000001', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'FwoGZXIvYXdzEXAMPLE//token+with/chars=' }
+
+/** The request the SDK would send, signed by the SDK, captured instead of sent. */
+async function sdkSigned (endpoint: string | undefined, region: string, command: AssumeRoleCommand | GetCallerIdentityCommand): Promise<{ method: string, path: string, headers: Record<string, string>, body: string }> {
+  let captured: { method: string, path: string, headers: Record<string, string>, body: string } | undefined
+  const client = new STSClient({
+    region,
+    endpoint,
+    credentials: KEY,
+    maxAttempts: 1,
+    requestHandler: {
+      handle: async (request: { method: string, path: string, headers: Record<string, string>, body: string }) => {
+        captured = { method: request.method, path: request.path, headers: { ...request.headers }, body: String(request.body) }
+        throw new Error('captured, not sent')
+      }
+    }
+  })
+  await client.send(command as GetCallerIdentityCommand).catch(() => {})
+  if (captured === undefined) throw new Error('the SDK sent nothing')
+  return captured
+}
+
+t.test('signatureV4 signs exactly as the SDK does', async t => {
+  const cases: Array<[string | undefined, string, AssumeRoleCommand | GetCallerIdentityCommand]> = [
+    [undefined, 'eu-west-1', new GetCallerIdentityCommand({})],
+    ['http://127.0.0.1:4566/prefix path/', 'us-east-1', new GetCallerIdentityCommand({})],
+    [undefined, 'cn-north-1', new AssumeRoleCommand({ RoleArn: ROLE, RoleSessionName: 'cloudoreg-123456789012', ExternalId: 'x y+z', Policy: '{"a": "b c"}' })]
+  ]
+  for (const [endpoint, region, command] of cases) {
+    const sent = await sdkSigned(endpoint, region, command)
+    const [, scopeRegion, service, names] = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+),/.exec(sent.headers.authorization)!
+    const signed = Object.fromEntries(names.split(';').map(n => [n, Object.entries(sent.headers).find(([k]) => k.toLowerCase() === n)![1]]))
+    t.equal(signatureV4({ method: sent.method, path: sent.path, headers: signed, body: sent.body, region: scopeRegion, service, key: KEY }), sent.headers.authorization,
+      `${command.constructor.name} at ${endpoint ?? region}`)
+  }
+})
+
+/** The fake STS, with GetCallerIdentity answering `reply` or failing with `fault` when set. */
+class GciFaults extends FakeSts {
+  reply: FakeReply | undefined
+  fault: FaultKind | undefined
+
+  protected observe (req: RecordedRequest): void {
+    super.observe(req)
+    if (this.fault !== undefined && new URLSearchParams(req.rawBody).get('Action') === 'GetCallerIdentity') this.failNext(1, this.fault)
+  }
+
+  protected route (req: RecordedRequest): FakeReply {
+    if (this.reply !== undefined && new URLSearchParams(req.rawBody).get('Action') === 'GetCallerIdentity') return this.reply
+    return super.route(req)
+  }
+}
+
+const xmlError = (status: number, code: string): FakeReply => ({
+  status,
+  contentType: 'text/xml',
+  body: `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>${code}</Code><Message>m</Message></Error><RequestId>r</RequestId></ErrorResponse>`
+})
+
+t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, failures mapped', async t => {
+  const sts = await new GciFaults().listen()
+  const before = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+  process.env.AWS_ACCESS_KEY_ID = 'AKIDSTSTEST'
+  process.env.AWS_SECRET_ACCESS_KEY = 'sts-test-secret'
+  let verifier: RoleVerifier | undefined
+  t.teardown(async () => {
+    verifier?.close()
+    await sts.close()
+    process.env.AWS_ACCESS_KEY_ID = before.id
+    process.env.AWS_SECRET_ACCESS_KEY = before.secret
+    if (before.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
+    if (before.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
+  })
+  verifier = createRoleVerifier({ region: 'eu-central-1', endpoint: sts.url, timeoutMs: 500, attempts: 1, maxSockets: 4 })
+  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier!.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext' })
+
+  t.same(await verify(), { ok: true, assumedRoleArn: 'arn:aws:sts::123456789012:assumed-role/redhat-cloud-meter/cloudoreg-123456789012' })
+  const [assume, whoami] = sts.requests
+  t.equal(new URLSearchParams(whoami.rawBody).get('Action'), 'GetCallerIdentity')
+  t.equal(whoami.path, assume.path)
+  t.equal(whoami.headers.host, assume.headers.host)
+  const issued = sts.issued.get(sts.calls[1].accessKeyId!)
+  t.ok(issued, 'signed with the credentials AssumeRole issued')
+  t.equal(whoami.headers['x-amz-security-token'], issued!.sessionToken)
+  t.match(whoami.headers.authorization, /^AWS4-HMAC-SHA256 Credential=ASIA\w+\/\d{8}\/eu-central-1\/sts\/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=[0-9a-f]{64}$/)
+  t.match(assume.headers.authorization, /Credential=AKIDSTSTEST\/\d{8}\/eu-central-1\/sts\/aws4_request/)
+
+  sts.notAssumed.add(ROLE)
+  t.match(await verify(), { ok: false, code: 'CG3003' })
+  sts.notAssumed.clear()
+
+  sts.reply = xmlError(403, 'AccessDenied')
+  t.match(await verify(), { ok: false, code: 'CG3002', reason: 'GetCallerIdentity: access denied' })
+  // The session's credentials, not cloudoreg's: a refusal of them is the customer's role, not our configuration.
+  sts.reply = xmlError(403, 'InvalidClientTokenId')
+  t.match(await verify(), { ok: false, code: 'CG3000', reason: 'GetCallerIdentity: InvalidClientTokenId' })
+  sts.reply = xmlError(400, 'Throttling')
+  await t.rejects(verify(), new UpstreamError('sts', 'transient', 'GetCallerIdentity failed: Throttling', 400))
+  sts.reply = { status: 502, contentType: 'text/html', body: '<html>bad gateway</html>' }
+  await t.rejects(verify(), { kind: 'transient', message: 'GetCallerIdentity failed: HTTP502' })
+  sts.reply = undefined
+
+  sts.fault = 'reset'
+  await t.rejects(verify(), { kind: 'transient', message: /GetCallerIdentity failed: ECONNRESET$/ })
+  sts.fault = 'hang'
+  const started = Date.now()
+  await t.rejects(verify(), { kind: 'transient', message: 'GetCallerIdentity failed: TimeoutError' })
+  t.ok(Date.now() - started < 5000, 'gives up after timeoutMs')
+  sts.fault = undefined
+
+  t.match(await verify(), { ok: true }, 'and works again')
+})
