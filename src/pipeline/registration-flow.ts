@@ -85,7 +85,9 @@ export interface Link {
 export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link: Link): Promise<Outcome> {
   const { tenant } = ctx
   const { applicationId, authenticationId } = link
-  if (await deps.registrations.isDestroyed(applicationId)) return { note: 'application was destroyed; not mapped again' }
+  // The tombstone and the registration in one query, before any upstream call.
+  const { destroyed, registration: existing } = await deps.registrations.findApplication(applicationId)
+  if (destroyed) return { note: 'application was destroyed; not mapped again' }
 
   const cloudMeterTypeId = await deps.sources.cloudMeterTypeId(tenant)
   let application
@@ -97,7 +99,6 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
   }
   if (application.applicationTypeId !== cloudMeterTypeId) return { note: 'not a cloud-meter application' }
 
-  const existing = await deps.registrations.findByApplication(applicationId)
   const base = baseRegistration(ctx, applicationId, application.sourceId, authenticationId, existing)
   ctx.memo.base = base
 

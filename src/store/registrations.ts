@@ -47,19 +47,36 @@ function toRegistration (r: Record<string, any>): Registration {
   }
 }
 
+// Named statements: parsed and planned once per connection, as they run once or more per event.
+const UPSERT = `insert into registrations (application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn,
+     state, mapped, last_error_code, last_error_message, attempts, last_event_id, verified_at)
+   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, case when $14::boolean then now() end)
+   on conflict (application_id) do update set
+     source_id = excluded.source_id, authentication_id = excluded.authentication_id, org_id = excluded.org_id,
+     account_number = excluded.account_number, aws_account_id = excluded.aws_account_id, role_arn = excluded.role_arn,
+     state = excluded.state, mapped = excluded.mapped, last_error_code = excluded.last_error_code,
+     last_error_message = excluded.last_error_message, attempts = excluded.attempts, last_event_id = excluded.last_event_id,
+     updated_at = now(), verified_at = coalesce(excluded.verified_at, registrations.verified_at)`
+
+// One row whatever exists: the tombstone flag, and the registration's columns (null without one).
+const BY_APPLICATION_WITH_TOMBSTONE = `
+select exists (select 1 from destroyed_applications where application_id = $1) as destroyed, r.*
+from (select 1) one
+left join (select ${COLUMNS} from registrations where application_id = $1) r on true`
+
+const CONFLICT = `
+select case when org_id <> $2 then 'CR4001' else 'CG1001' end as code from registrations
+where application_id <> $1 and state in ('registered', 'paused')
+  and ((org_id <> $2 and aws_account_id = $3) or (org_id = $2 and role_arn = $4))
+order by code desc limit 1`
+
 export async function upsertRegistration (db: pg.ClientBase, w: RegistrationWrite, eventId: number): Promise<void> {
-  await db.query(
-    `insert into registrations (application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn,
-       state, mapped, last_error_code, last_error_message, attempts, last_event_id, verified_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, case when $14::boolean then now() end)
-     on conflict (application_id) do update set
-       source_id = excluded.source_id, authentication_id = excluded.authentication_id, org_id = excluded.org_id,
-       account_number = excluded.account_number, aws_account_id = excluded.aws_account_id, role_arn = excluded.role_arn,
-       state = excluded.state, mapped = excluded.mapped, last_error_code = excluded.last_error_code,
-       last_error_message = excluded.last_error_message, attempts = excluded.attempts, last_event_id = excluded.last_event_id,
-       updated_at = now(), verified_at = coalesce(excluded.verified_at, registrations.verified_at)`,
-    [w.applicationId, w.sourceId, w.authenticationId, w.orgId, w.accountNumber, w.awsAccountId, w.roleArn,
-      w.state, w.mapped, w.lastErrorCode, w.lastErrorMessage, w.attempts, eventId, w.verified])
+  await db.query({
+    name: 'registrations-upsert',
+    text: UPSERT,
+    values: [w.applicationId, w.sourceId, w.authenticationId, w.orgId, w.accountNumber, w.awsAccountId, w.roleArn,
+      w.state, w.mapped, w.lastErrorCode, w.lastErrorMessage, w.attempts, eventId, w.verified]
+  })
 }
 
 export interface RegistrationQuery {
@@ -86,7 +103,8 @@ export type Conflict = 'CR4001' | 'CG1001' | null
 
 export interface Registrations {
   findByApplication: (applicationId: string) => Promise<Registration | null>
-  isDestroyed: (applicationId: string) => Promise<boolean>
+  /** The application's registration, and whether it was destroyed (a tombstone), in one query. */
+  findApplication: (applicationId: string) => Promise<{ destroyed: boolean, registration: Registration | null }>
   findConflict: (r: { applicationId: string, orgId: string, awsAccountId: string, roleArn: string }) => Promise<Conflict>
   findBySource: (orgId: string, sourceId: string) => Promise<Registration | null>
   /** For operators, who act across orgs. */
@@ -97,20 +115,15 @@ export interface Registrations {
 export function createRegistrations (pool: pg.Pool): Registrations {
   return {
     async findByApplication (applicationId) {
-      const { rows } = await pool.query(`select ${COLUMNS} from registrations where application_id = $1`, [applicationId])
+      const { rows } = await pool.query({ name: 'registrations-by-application', text: `select ${COLUMNS} from registrations where application_id = $1`, values: [applicationId] })
       return rows.length > 0 ? toRegistration(rows[0]) : null
     },
-    async isDestroyed (applicationId) {
-      const { rows } = await pool.query('select 1 from destroyed_applications where application_id = $1', [applicationId])
-      return rows.length > 0
+    async findApplication (applicationId) {
+      const { rows: [row] } = await pool.query({ name: 'registrations-by-application-with-tombstone', text: BY_APPLICATION_WITH_TOMBSTONE, values: [applicationId] })
+      return { destroyed: row.destroyed, registration: row.application_id === null ? null : toRegistration(row) }
     },
     async findConflict ({ applicationId, orgId, awsAccountId, roleArn }) {
-      const { rows } = await pool.query<{ code: 'CR4001' | 'CG1001' }>(
-        `select case when org_id <> $2 then 'CR4001' else 'CG1001' end as code from registrations
-         where application_id <> $1 and state in ('registered', 'paused')
-           and ((org_id <> $2 and aws_account_id = $3) or (org_id = $2 and role_arn = $4))
-         order by code desc limit 1`,
-        [applicationId, orgId, awsAccountId, roleArn])
+      const { rows } = await pool.query<{ code: 'CR4001' | 'CG1001' }>({ name: 'registrations-conflict', text: CONFLICT, values: [applicationId, orgId, awsAccountId, roleArn] })
       return rows[0]?.code ?? null
     },
     async findBySource (orgId, sourceId) {
