@@ -1,4 +1,5 @@
-import { Kafka, logLevel, type Batch, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig } from 'kafkajs'
+import type { Batch, Consumer, ConsumerConfig, EachBatchPayload } from 'kafkajs'
+import { kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
 import { normaliseKafkaRecord, type IncomingEvent } from './normalise.js'
 
@@ -20,7 +21,7 @@ export interface BatchReport {
 }
 
 export interface KafkaEventConsumerOptions {
-  connection: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>
+  connection: KafkaConnection
   topic: string
   groupId: string
   log: Logger
@@ -65,19 +66,7 @@ function safeReason (detail: string): string {
  * a crash anywhere re-reads records (deduplicated by topic/partition/offset) and loses none.
  */
 export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEventConsumer {
-  const kafka = new Kafka({
-    clientId: 'cloudoreg',
-    ...o.connection,
-    connectionTimeout: 3000,
-    requestTimeout: 30_000,
-    // Stated in full: kafkajs silently switches to other defaults when NODE_ENV=test.
-    retry: { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 },
-    logLevel: logLevel.WARN,
-    logCreator: () => ({ namespace, log }) => {
-      const error = typeof log.error === 'string' ? log.error : undefined
-      o.log.warn({ kafka: namespace, ...(error !== undefined ? { error } : {}) }, log.message)
-    }
-  })
+  const kafka = kafkaClient(o.connection, o.log, 'warn')
 
   let stopping = false
   let consumer: Consumer | undefined

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs'
-import type { KafkaConfig, SASLOptions } from 'kafkajs'
+import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs'
 import type { Config } from '../config.js'
+import type { Logger } from '../log.js'
 
 type KafkaSettings = Pick<Config, 'kafkaBrokers' | 'KAFKA_SASL_MECHANISM' | 'KAFKA_SASL_USERNAME' | 'KAFKA_SASL_PASSWORD' | 'KAFKA_SSL' | 'KAFKA_CA_PATH'>
 
 /** Brokers and security for every Kafka client cloudoreg makes (status producer, event consumer). */
-export function kafkaConnection (c: KafkaSettings): Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'> {
+export function kafkaConnection (c: KafkaSettings): KafkaConnection {
   const ca = c.KAFKA_CA_PATH === undefined ? undefined : [readFileSync(c.KAFKA_CA_PATH, 'utf8')]
   // A CA only makes sense over TLS, so naming one turns TLS on.
   const ssl = ca !== undefined ? { ca } : c.KAFKA_SSL
@@ -15,4 +16,26 @@ export function kafkaConnection (c: KafkaSettings): Pick<KafkaConfig, 'brokers' 
     sasl = { mechanism, username: c.KAFKA_SASL_USERNAME ?? '', password: c.KAFKA_SASL_PASSWORD ?? '' }
   }
   return { brokers: c.kafkaBrokers, ssl, sasl }
+}
+
+export type KafkaConnection = Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>
+
+/** A kafkajs client with cloudoreg's timeouts and retries, logging through pino. */
+export function kafkaClient (connection: KafkaConnection, log: Logger, level: 'warn' | 'error'): Kafka {
+  return new Kafka({
+    clientId: 'cloudoreg',
+    ...connection,
+    connectionTimeout: 3000,
+    // Longer than the broker stalls we ride out: a produce that times out is retried on the
+    // same socket and a stalled broker later appends both copies.
+    requestTimeout: 30_000,
+    // Stated in full: kafkajs silently switches to other defaults when NODE_ENV=test. Callers
+    // retry whole operations with their own backoff on top of these.
+    retry: { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 },
+    logLevel: level === 'warn' ? logLevel.WARN : logLevel.ERROR,
+    logCreator: () => ({ namespace, log: entry }) => {
+      const error = typeof entry.error === 'string' ? entry.error : undefined
+      log.warn({ kafka: namespace, ...(error !== undefined ? { error } : {}) }, entry.message)
+    }
+  })
 }

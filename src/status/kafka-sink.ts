@@ -1,28 +1,17 @@
-import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs'
+import { Partitioners, type Producer } from 'kafkajs'
+import { kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
 import { availabilityMessage, type StatusSink } from './relay.js'
 
 export interface KafkaSinkOptions {
-  connection: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>
+  connection: KafkaConnection
   topic: string
   log: Logger
 }
 
 /** Publishes to platform.sources.status; resolves once every in-sync replica acknowledged. */
 export function kafkaStatusSink (o: KafkaSinkOptions): StatusSink {
-  const kafka = new Kafka({
-    clientId: 'cloudoreg',
-    ...o.connection,
-    connectionTimeout: 3000,
-    // Longer than the broker stalls we ride out: a produce that times out is retried on the
-    // same socket and a stalled broker later appends both copies.
-    requestTimeout: 30_000,
-    // Stated in full: kafkajs silently switches to other defaults when NODE_ENV=test. The relay
-    // retries whole sends with its own backoff on top of these.
-    retry: { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 },
-    logLevel: logLevel.ERROR,
-    logCreator: () => ({ namespace, log }) => { o.log.warn({ kafka: namespace }, log.message) }
-  })
+  const kafka = kafkaClient(o.connection, o.log, 'error')
   let producer: Producer | undefined
 
   async function connected (): Promise<Producer> {
