@@ -106,6 +106,8 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   await t.rejects(verify(), new UpstreamError('sts', 'transient', 'GetCallerIdentity failed: Throttling', 400))
   sts.reply = { status: 502, contentType: 'text/html', body: '<html>bad gateway</html>' }
   await t.rejects(verify(), { kind: 'transient', message: 'GetCallerIdentity failed: HTTP502' })
+  sts.reply = { status: 200, contentType: 'text/xml', body: '<GetCallerIdentityResponse><GetCallerIdentityResult></GetCallerIdentityResult></GetCallerIdentityResponse>' }
+  t.match(await verify(), { ok: false, code: 'CG3003' }, 'no ARN is no assumed role')
   sts.reply = undefined
 
   sts.fault = 'reset'

@@ -91,13 +91,11 @@ interface StsTarget {
   service: string
 }
 
-/** The target of a request the SDK signed (duck-typed: the SDK's HttpRequest). */
-function targetOf (request: unknown, fallbackRegion: string): StsTarget | undefined {
-  const r = request as { protocol?: string, hostname?: string, port?: number, path?: string, headers?: Record<string, string> }
-  if (typeof r?.hostname !== 'string' || typeof r.protocol !== 'string') return undefined
-  const url = new URL(`${r.protocol}//${r.hostname}${r.port !== undefined ? `:${r.port}` : ''}${r.path ?? '/'}`)
-  const scope = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/.exec(r.headers?.authorization ?? '')
-  return { url, region: scope?.[1] ?? fallbackRegion, service: scope?.[2] ?? 'sts' }
+/** The target of a request the SDK signed (the SDK's HttpRequest, as it is sent). */
+function targetOf (request: unknown): StsTarget {
+  const r = request as { protocol: string, hostname: string, port?: number, path: string, headers: Record<string, string> }
+  const [, region, service] = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/.exec(r.headers.authorization)!
+  return { url: new URL(`${r.protocol}//${r.hostname}${r.port === undefined ? '' : `:${r.port}`}${r.path}`), region, service }
 }
 
 const CALLER_IDENTITY = 'Action=GetCallerIdentity&Version=2011-06-15'
@@ -112,13 +110,14 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   const httpAgent = new HttpAgent(agent)
   const httpsAgent = new HttpsAgent(agent)
   const requestHandler = { connectionTimeout: o.timeoutMs, requestTimeout: o.timeoutMs, throwOnRequestTimeout: true, httpAgent, httpsAgent }
+  const transport = { 'http:': { request: httpRequest, agent: httpAgent }, 'https:': { request: httpsRequest, agent: httpsAgent } }
   // The service's own credentials come from the SDK's default chain.
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
   // GetCallerIdentity goes where the SDK sends AssumeRole (its region, partition and endpoint
   // settings), signed for the same scope: the deserialize step sees the request as sent.
   let target: StsTarget | undefined
   client.middlewareStack.add(next => async args => {
-    target ??= targetOf(args.request, o.region)
+    target ??= targetOf(args.request)
     return next(args)
   }, { step: 'deserialize', name: 'cloudoregStsTarget' })
 
@@ -140,37 +139,39 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
    * one fixed Query request, signed here and sent on the same agents. Failures reject with the
    * SDK's shape (`name` = the AWS error code, `$metadata.httpStatusCode`).
    */
-  function callerIdentity (key: SigningKey): Promise<string> {
-    if (target === undefined) return Promise.reject(Object.assign(new Error('no STS endpoint known'), { name: 'NoEndpoint' }))
-    const { url, region, service } = target
+  function callerIdentity (key: Required<SigningKey>): Promise<string> {
+    // AssumeRole answered, so its request went through the middleware: the target is known.
+    const { url, region, service } = target!
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
       host: url.host,
       // Corrected by the clock skew the SDK learnt from AWS's answers, as the SDK signs.
-      'x-amz-date': new Date(Date.now() + (client.config.systemClockOffset ?? 0)).toISOString().replace(/[-:]|\.\d{3}/g, '')
+      'x-amz-date': new Date(Date.now() + client.config.systemClockOffset).toISOString().replace(/[-:]|\.\d{3}/g, ''),
+      'x-amz-security-token': key.sessionToken
     }
-    if (key.sessionToken !== undefined) headers['x-amz-security-token'] = key.sessionToken
     const authorization = signatureV4({ method: 'POST', path: url.pathname, headers, body: CALLER_IDENTITY, region, service, key })
-    const https = url.protocol === 'https:'
+    const { request, agent } = transport[url.protocol as keyof typeof transport]
     return new Promise((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(url, {
+      // Network failures carry their code (ECONNRESET, TimeoutError...) as the name, as the SDK's do.
+      const failed = (err: Error & { code?: string }): void => reject(Object.assign(err, { name: err.code ?? err.name }))
+      const req = request(url, {
         method: 'POST',
-        agent: https ? httpsAgent : httpAgent,
+        agent,
         headers: { ...headers, authorization, 'content-length': String(CALLER_IDENTITY.length) }
       }, (res: IncomingMessage) => {
         let xml = ''
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => { xml += chunk })
-        res.on('error', reject)
+        res.on('error', failed)
         res.on('end', () => {
-          const status = res.statusCode ?? 0
+          const status = res.statusCode!
           if (status >= 200 && status < 300) return resolve(tag(xml, 'Arn') ?? '')
           reject(Object.assign(new Error(tag(xml, 'Message') ?? `HTTP ${status}`), { name: tag(xml, 'Code') ?? `HTTP${status}`, $metadata: { httpStatusCode: status } }))
         })
       })
       // Like the SDK's requestTimeout: the socket idle that long (connecting included).
-      req.setTimeout(o.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${o.timeoutMs} ms`), { name: 'TimeoutError' })))
-      req.on('error', (err: Error & { code?: string }) => reject(Object.assign(err, { name: err.name === 'TimeoutError' ? err.name : err.code ?? err.name })))
+      req.setTimeout(o.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${o.timeoutMs} ms`), { code: 'TimeoutError' })))
+      req.on('error', failed)
       req.end(CALLER_IDENTITY)
     })
   }
@@ -189,9 +190,10 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
         return classify(err as AwsError, 'AssumeRole')
       }
       const c = assumed.Credentials
-      if (!c?.AccessKeyId || !c.SecretAccessKey) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials' }
+      if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials' }
+      const key = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken }
       try {
-        const arn = await timed(() => callerIdentity({ accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken }))
+        const arn = await timed(() => callerIdentity(key))
         if (!/^arn:aws(-us-gov|-cn)?:sts::\d{12}:assumed-role\//.test(arn)) {
           return { ok: false, code: 'CG3003', reason: 'the session is not an assumed role' }
         }
