@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -42,6 +42,46 @@ async function up (url: string): Promise<void> {
 function peakRss (pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) / 1024 : NaN
+}
+
+const TICK = 100 // USER_HZ: /proc times are in 1/100 s on Linux
+
+/** CPU seconds of a process: its own plus its reaped children's. */
+function cpuOf (stat: string): { ppid: number, seconds: number } {
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { ppid: Number(f[1]), seconds: (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICK }
+}
+
+/**
+ * CPU seconds used so far by `pid` and by the PostgreSQL whose postmaster's command line names
+ * `dataDir` (pg_ctl starts it as a daemon, so it is no descendant of `pid`), backends included.
+ */
+function treeCpu (pid: number, dataDir?: string): { self: number, postgres: number } {
+  const procs = new Map<number, { ppid: number, seconds: number }>()
+  let postmaster: number | undefined
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      procs.set(Number(name), cpuOf(readFileSync(`/proc/${name}/stat`, 'utf8')))
+      if (dataDir !== undefined && postmaster === undefined && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dataDir) &&
+        readFileSync(`/proc/${name}/comm`, 'utf8').trim() === 'postgres') postmaster = Number(name)
+    } catch {}
+  }
+  let postgres = 0
+  if (postmaster !== undefined) {
+    for (const [p, c] of procs) {
+      if (p === postmaster || c.ppid === postmaster) postgres += c.seconds
+    }
+  }
+  return { self: procs.get(pid)?.seconds ?? NaN, postgres }
+}
+
+/** Busy and total CPU seconds of the whole machine, from /proc/stat. */
+function machineCpu (): { busy: number, total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  const total = f.reduce((a, b) => a + b, 0)
+  return { busy: (total - f[3] - f[4]) / TICK, total: total / TICK }
 }
 
 const event = (i: number): string => JSON.stringify({ id: i, application_id: i, authentication_id: i, tenant: '1234567' })
@@ -108,7 +148,46 @@ async function ingest (): Promise<void> {
   rmSync(server.dataDir, { recursive: true, force: true })
 }
 
-async function endToEnd (sources: number, concurrency: number, latencyMs: number): Promise<{ perSecond: number, seconds: number, violations: number, rss: number }> {
+interface CpuShare {
+  /** CPU milliseconds per source, by process. */
+  cloudoreg: number
+  postgres: number
+  /** This process: the fakes of sources-api, STS and RHSM and the topic collector. */
+  fakes: number
+  broker: number
+  /** Whatever else ran on the machine meanwhile (other users' work included). */
+  other: number
+  /** Share of the machine's CPU time that was busy. */
+  busy: number
+}
+
+/** Sum and count of a Prometheus histogram's series whose labels include `labels`. */
+function histogram (text: string, name: string, labels: string): { sum: number, count: number } {
+  const total = (suffix: string): number => text.split('\n')
+    .filter(line => line.startsWith(`${name}_${suffix}{`) && line.includes(labels))
+    .reduce((a, line) => a + Number(line.slice(line.lastIndexOf(' ') + 1)), 0)
+  return { sum: total('sum'), count: total('count') }
+}
+
+interface SlotTime {
+  /** Upstream calls per source and their mean duration as cloudoreg timed them, by target. */
+  calls: Record<'sources' | 'sts' | 'rhsm', { perSource: number, meanMs: number }>
+  /** Time a source held one of the CONCURRENCY slots, on average (slots × run time / sources). */
+  slotMs: number
+}
+
+const slotText = (t: SlotTime): string =>
+  `each source held a slot ${t.slotMs.toFixed(0)} ms, of which upstream calls ${Object.values(t.calls).reduce((a, c) => a + c.perSource * c.meanMs, 0).toFixed(0)} ms (` +
+  Object.entries(t.calls).map(([k, c]) => `${k} ${c.perSource.toFixed(1)} × ${c.meanMs.toFixed(0)} ms`).join(', ') + ')'
+
+const cpuText = (c: CpuShare): string => {
+  const stack = c.cloudoreg + c.postgres + c.fakes + c.broker
+  return `CPU per source: cloudoreg ${c.cloudoreg.toFixed(2)} ms, PostgreSQL ${c.postgres.toFixed(2)} ms, fakes ${c.fakes.toFixed(2)} ms, broker ${c.broker.toFixed(2)} ms ` +
+    `(${stack.toFixed(1)} ms: at most ${(1000 * cpus().length / stack).toFixed(0)}/s on ${cpus().length} cores with nothing else running); ` +
+    `other work on the machine ${c.other.toFixed(2)} ms; machine ${(100 * c.busy).toFixed(0)}% busy`
+}
+
+async function endToEnd (sources: number, concurrency: number, latencyMs: number): Promise<{ perSecond: number, seconds: number, violations: number, rss: number, cpu: CpuShare, slots: SlotTime }> {
   const [api, sts, rhsm, kafka] = await Promise.all([startFakeSources({ psk: 'bench-psk-123' }), startFakeSts(), startFakeRhsm(), startMockKafka()])
   for (const fake of [api, sts, rhsm]) fake.delayMs = latencyMs
   for (let i = 0; i < sources; i++) api.addSource({ sourceId: String(i + 1), applicationId: String(50_000 + i), authenticationId: String(60_000 + i), arn: `arn:aws:iam::${500_000_000_000 + i}:role/r` })
@@ -118,14 +197,42 @@ async function endToEnd (sources: number, concurrency: number, latencyMs: number
     KAFKA_BROKERS: kafka.brokers.join(','), CONCURRENCY: String(concurrency), AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench-secret'
   })
   const started = Date.now()
+  const before = { tree: treeCpu(server.child.pid!, server.dataDir), own: process.cpuUsage(), broker: treeCpu(kafka.pid).self, machine: machineCpu() }
   for (let from = 0; from < sources; from += 1000) {
     const records = []
     for (let i = from; i < Math.min(sources, from + 1000); i++) records.push(createRecord(i, 50_000 + i, 60_000 + i))
     await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
   }
-  await status.waitFor(m => new Set(m.map(x => JSON.parse(x.value).resource_id)).size >= sources, 30 * 60_000)
+  // Checked on every message: read each once (re-reading all of them each time cost the fakes' event loop seconds).
+  const reported = new Set<string>()
+  let read = 0
+  await status.waitFor(m => {
+    for (; read < m.length; read++) reported.add(JSON.parse(m[read].value).resource_id)
+    return reported.size >= sources
+  }, 30 * 60_000)
   const seconds = (Date.now() - started) / 1000
+  const tree = treeCpu(server.child.pid!, server.dataDir)
+  const own = process.cpuUsage(before.own)
+  const machine = machineCpu()
+  const ms = (s: number): number => 1000 * s / sources
+  const used = {
+    cloudoreg: ms(tree.self - before.tree.self),
+    postgres: ms(tree.postgres - before.tree.postgres),
+    fakes: ms((own.user + own.system) / 1e6),
+    broker: ms(treeCpu(kafka.pid).self - before.broker)
+  }
+  const cpu: CpuShare = {
+    ...used,
+    other: Math.max(0, ms(machine.busy - before.machine.busy) - used.cloudoreg - used.postgres - used.fakes - used.broker),
+    busy: (machine.busy - before.machine.busy) / (machine.total - before.machine.total)
+  }
   const rss = peakRss(server.child.pid!)
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  const call = (target: string): { perSource: number, meanMs: number } => {
+    const h = histogram(metrics, 'cloudoreg_upstream_call_seconds', `target="${target}"`)
+    return { perSource: h.count / sources, meanMs: h.count === 0 ? 0 : 1000 * h.sum / h.count }
+  }
+  const slots: SlotTime = { calls: { sources: call('sources'), sts: call('sts'), rhsm: call('rhsm') }, slotMs: 1000 * concurrency * seconds / sources }
   // One event per source: a violation would be a status for a source before RHSM was asked to map it.
   const mapped = new Map<string, number>()
   for (const r of rhsm.requests) mapped.set((r.body as Array<{ sourceId: string }>)[0].sourceId, r.at)
@@ -135,7 +242,7 @@ async function endToEnd (sources: number, concurrency: number, latencyMs: number
   await kafka.stop()
   await Promise.all([api.close(), sts.close(), rhsm.close()])
   rmSync(server.dataDir, { recursive: true, force: true })
-  return { perSecond: sources / seconds, seconds, violations, rss }
+  return { perSecond: sources / seconds, seconds, violations, rss, cpu, slots }
 }
 
 async function memory (): Promise<void> {
@@ -171,12 +278,14 @@ if (!only || only === 'ingest') await ingest()
 if (!only || only === 'e2e') {
   const e2e = await endToEnd(2000, 64, 100)
   const bound = 64 / (5 * 0.1)
-  report('3. end to end, 2,000 sources, 100 ms per upstream call, CONCURRENCY=64', `${e2e.perSecond.toFixed(1)} sources/s (${(100 * e2e.perSecond / bound).toFixed(0)}% of the bound ${bound}/s), ${e2e.violations} order violations, peak RSS ${e2e.rss.toFixed(0)} MB`,
+  report('3. end to end, 2,000 sources, 100 ms per upstream call, CONCURRENCY=64', `${e2e.perSecond.toFixed(1)} sources/s (${(100 * e2e.perSecond / bound).toFixed(0)}% of the bound ${bound}/s), ${e2e.violations} order violations, peak RSS ${e2e.rss.toFixed(0)} MB; ${slotText(e2e.slots)}; ${cpuText(e2e.cpu)}`,
     'first push to last availability message on the topic; bound = CONCURRENCY / (5 calls × 100 ms)')
   const one = await endToEnd(100, 1, 100)
   report('3b. the original strategy: 100 sources, CONCURRENCY=1', `${one.perSecond.toFixed(2)} sources/s; CONCURRENCY=64 is ${(e2e.perSecond / one.perSecond).toFixed(0)}× faster`, 'same, one event at a time')
+}
+if (!only || only === 'e2e' || only === 'cpu') {
   const cpu = await endToEnd(2000, 64, 0)
-  report('3c. CPU ceiling: 2,000 sources, no added latency', `${cpu.perSecond.toFixed(1)} sources/s`, 'fakes, broker and cloudoreg share the 2 cores')
+  report('3c. CPU ceiling: 2,000 sources, no added latency', `${cpu.perSecond.toFixed(1)} sources/s; ${cpuText(cpu.cpu)}`, 'fakes, broker and cloudoreg share the 2 cores')
 }
 if (!only || only === 'memory') await memory()
 console.log('\n| measure | figure | how |\n|---|---|---|')
