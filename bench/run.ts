@@ -91,11 +91,17 @@ async function cannon (opts: autocannon.Options): Promise<autocannon.Result> {
   return autocannon({ connections: 64, duration: 10, ...opts })
 }
 
+function shippedNodeArgs (): string {
+  const { scripts } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }
+  return /^node((?: --\S+)*) \S+$/.exec(scripts.start)?.[1] ?? ''
+}
+
 async function cloudoreg (env: Record<string, string>): Promise<{ child: ChildProcess, url: string, dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bench-'))
   const port = await freePort()
-  // SERVER_NODE_ARGS, e.g. --max-old-space-size=128, to measure V8 settings.
-  const child = start([...(process.env.SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'dist/src/server.js'], {
+  // As shipped: the node flags of `npm start` (the image's CMD has the same); SERVER_NODE_ARGS, e.g.
+  // --max-old-space-size=128, replaces them to measure other V8 settings.
+  const child = start([...(process.env.SERVER_NODE_ARGS ?? shippedNodeArgs()).split(' ').filter(Boolean), 'dist/src/server.js'], {
     DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', PUSH_AUTH: 'none', ...env
   })
   const url = `http://127.0.0.1:${port}`

@@ -490,8 +490,9 @@ t.test('Dockerfile: UBI 9 Node.js 22, built with tsc, runs what npm start runs, 
   t.equal(cmd[0], 'node')
   t.match(cmd, ['node', /^--max-old-space-size=\d+$/])
   const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start
-  const startScript = /^node (\S+)$/.exec(start)?.[1]
+  const [, startFlags, startScript] = /^node((?: --\S+)*) (\S+)$/.exec(start) ?? []
   t.equal(cmd[cmd.length - 1], startScript, 'CMD runs the start script\'s file')
+  t.same(cmd.slice(1, -1), startFlags.split(' ').filter(Boolean), 'with the start script\'s node flags (the heap limit)')
   const tsconfig = JSON.parse(read('tsconfig.json')) as { compilerOptions: { outDir: string, rootDir: string } }
   t.equal(tsconfig.compilerOptions.rootDir, '.')
   t.equal(startScript, `${tsconfig.compilerOptions.outDir}/src/server.js`, 'tsc compiles src/server.ts there')

@@ -120,7 +120,8 @@ export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort
     : undefined
   const pool = new pg.Pool({ ...(connection ?? { connectionString: embedded!.url }), max: 20 })
   // An idle client losing its server must not crash the process; the next query reports it.
-  pool.on('error', err => log.warn({ err }, 'idle database connection lost'))
+  // The error carries its pg client, connection settings included: log only what went wrong.
+  pool.on('error', (err: Error & { code?: string }) => log.warn({ error: err.message, code: err.code }, 'idle database connection lost'))
   try {
     const applied = await migrate(pool)
     log.info({ applied, embedded: embedded !== undefined }, 'database ready')
