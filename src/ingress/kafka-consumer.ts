@@ -1,5 +1,5 @@
 import type { Batch, Consumer, ConsumerConfig, EachBatchPayload } from 'kafkajs'
-import { kafkaClient, type KafkaConnection } from '../kafka/client.js'
+import { KAFKA_RETRY, kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
 import { normaliseKafkaRecord, type IncomingEvent } from './normalise.js'
 
@@ -144,11 +144,7 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
       rebalanceTimeout: 30_000,
       heartbeatInterval: 3000,
       retry: {
-        initialRetryTime: 300,
-        maxRetryTime: 30_000,
-        multiplier: 2,
-        factor: 0.2,
-        retries: 5,
+        ...KAFKA_RETRY,
         async restartOnFailure (err) {
           if (stopping) return false
           o.log.warn({ error: err.message }, 'Kafka consumer failed; kafkajs restarts it')

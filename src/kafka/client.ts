@@ -20,6 +20,9 @@ export function kafkaConnection (c: KafkaSettings): KafkaConnection {
 
 export type KafkaConnection = Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>
 
+/** kafkajs's retry policy, for the client and the consumer's own retry settings alike. */
+export const KAFKA_RETRY = { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 } as const
+
 /** A kafkajs client with cloudoreg's timeouts and retries, logging through pino. */
 export function kafkaClient (connection: KafkaConnection, log: Logger, level: 'warn' | 'error'): Kafka {
   return new Kafka({
@@ -31,7 +34,7 @@ export function kafkaClient (connection: KafkaConnection, log: Logger, level: 'w
     requestTimeout: 30_000,
     // Stated in full: kafkajs silently switches to other defaults when NODE_ENV=test. Callers
     // retry whole operations with their own backoff on top of these.
-    retry: { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 },
+    retry: KAFKA_RETRY,
     logLevel: level === 'warn' ? logLevel.WARN : logLevel.ERROR,
     logCreator: () => ({ namespace, log: entry }) => {
       const error = typeof entry.error === 'string' ? entry.error : undefined
