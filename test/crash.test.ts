@@ -7,7 +7,7 @@ import { startFakeRhsm } from './helpers/fake-rhsm.js'
 import { startFakeSources } from './helpers/fake-sources.js'
 import { startFakeSts } from './helpers/fake-sts.js'
 import { collectTopic, startMockKafka } from './helpers/kafka.js'
-import { alive, ready, startServer, type ServerProcess } from './helpers/process.js'
+import { alive, pushUntilAcknowledged, ready, startServer, upstreamEnv, type ServerProcess } from './helpers/process.js'
 import { eventually, freePort, ORG, PSK, STATUS_TOPIC } from './helpers/stack.js'
 
 // Crash safety through the real server process, embedded PostgreSQL and the mock Kafka cluster:
@@ -29,8 +29,7 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
   sts.jitterMs = 5
   for (let i = 0; i < SOURCES; i++) {
     sources.addSource({ sourceId: String(i + 1), applicationId: app(i), authenticationId: auth(i, 0), arn: `arn:aws:iam::${account(i, 0)}:role/r` })
-    const first = sources.authentications.get(auth(i, 0))!
-    for (let k = 1; k < PER_SOURCE; k++) sources.authentications.set(auth(i, k), { ...first, id: auth(i, k), username: `arn:aws:iam::${account(i, k)}:role/r` })
+    for (let k = 1; k < PER_SOURCE; k++) sources.addRole(auth(i, 0), auth(i, k), `arn:aws:iam::${account(i, k)}:role/r`)
   }
   const [port, pgPort] = [await freePort(), await freePort()]
   const url = `http://127.0.0.1:${port}`
@@ -39,15 +38,8 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
     PORT: String(port),
     HOST: '127.0.0.1',
     EMBEDDED_PG_PORT: String(pgPort),
-    SOURCES_API_URL: sources.url,
-    SOURCES_PSK: PSK,
-    RHSM_API_URL: rhsm.url,
-    AWS_STS_ENDPOINT: sts.url,
+    ...upstreamEnv({ sources, sts, rhsm }),
     KAFKA_BROKERS: kafka.brokers.join(','),
-    UPSTREAM_TIMEOUT_MS: '2000',
-    RETRY_BASE_DELAY_MS: '50',
-    RETRY_MAX_DELAY_MS: '500',
-    SHUTDOWN_GRACE_MS: '1000',
     LOG_LEVEL: 'warn'
   }
   let server: ServerProcess = startServer(env)
@@ -69,22 +61,10 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
   let acked = 0
   let retries = 0
   async function push (i: number, k: number): Promise<void> {
-    for (;;) {
-      try {
-        const res = await fetch(`${url}/internal/v1/events`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', event_type: 'ApplicationAuthentication.create', 'x-rh-sources-org-id': ORG, 'webhook-id': `e-${i}-${k}` },
-          body: JSON.stringify({ id: k, application_id: Number(app(i)), authentication_id: Number(auth(i, k)) }),
-          signal: AbortSignal.timeout(5000)
-        })
-        if (res.status === 202 || res.status === 200) {
-          acked++
-          return
-        }
-      } catch {}
-      retries++
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
+    const failed = await pushUntilAcknowledged(() => url, 'ApplicationAuthentication.create',
+      { id: k, application_id: Number(app(i)), authentication_id: Number(auth(i, k)) }, `e-${i}-${k}`, 100)
+    retries += failed
+    acked++
   }
 
   const killAt = [0.2, 0.5, 0.8].map(f => Math.floor(TOTAL * (f + (Math.random() - 0.5) * 0.2)))

@@ -10,7 +10,7 @@ import { startFakeSts } from './helpers/fake-sts.js'
 import { normaliseKafkaRecord, normalisePush } from '../src/ingress/normalise.js'
 import { readFixture } from './helpers/fixtures.js'
 import { collectTopic, kafkaClientDefaults, kafkaProducerDefaults, kafkaTestLogLevel, startMockKafka } from './helpers/kafka.js'
-import { alive, ready, startServer, type ServerProcess } from './helpers/process.js'
+import { alive, ready, startServer, upstreamEnv, type ServerProcess } from './helpers/process.js'
 import { recordSecrets } from './helpers/secrets.js'
 import { eventually, freePort, getJson, identities, inboxStates, ORG, PSK, startStack, type Stack } from './helpers/stack.js'
 
@@ -262,8 +262,7 @@ t.test(`${TOTAL} records, the consumer SIGKILLed between inbox and offset commit
   const account = (i: number, k: number): string => String(400_000_000_000 + i * 10 + k)
   for (let i = 0; i < SOURCES; i++) {
     sources.addSource({ sourceId: String(i + 1), applicationId: app(i), authenticationId: auth(i, 0), arn: `arn:aws:iam::${account(i, 0)}:role/r` })
-    const first = sources.authentications.get(auth(i, 0))!
-    for (let k = 1; k < PER_SOURCE; k++) sources.authentications.set(auth(i, k), { ...first, id: auth(i, k), username: `arn:aws:iam::${account(i, k)}:role/r` })
+    for (let k = 1; k < PER_SOURCE; k++) sources.addRole(auth(i, 0), auth(i, k), `arn:aws:iam::${account(i, k)}:role/r`)
   }
   const [port, pgPort] = [await freePort(), await freePort()]
   const url = `http://127.0.0.1:${port}`
@@ -272,17 +271,10 @@ t.test(`${TOTAL} records, the consumer SIGKILLed between inbox and offset commit
     PORT: String(port),
     HOST: '127.0.0.1',
     EMBEDDED_PG_PORT: String(pgPort),
-    SOURCES_API_URL: sources.url,
-    SOURCES_PSK: PSK,
-    RHSM_API_URL: rhsm.url,
-    AWS_STS_ENDPOINT: sts.url,
+    ...upstreamEnv({ sources, sts, rhsm }),
     KAFKA_BROKERS: kafka.brokers.join(','),
     KAFKA_CONSUME: 'true',
     STATUS_SINK: 'http',
-    UPSTREAM_TIMEOUT_MS: '2000',
-    RETRY_BASE_DELAY_MS: '50',
-    RETRY_MAX_DELAY_MS: '500',
-    SHUTDOWN_GRACE_MS: '1000',
     LOG_LEVEL: 'info'
   }
   const runs: ServerProcess[] = []

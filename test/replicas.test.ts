@@ -1,6 +1,7 @@
 import t from 'tap'
+import { pushUntilAcknowledged } from './helpers/process.js'
 import { pendingWork, startReplicas } from './helpers/replicas.js'
-import { eventually, ORG } from './helpers/stack.js'
+import { eventually } from './helpers/stack.js'
 
 // Three server processes on one real PostgreSQL server share the work; one is SIGKILLed midway.
 // REPLICA_SOURCES scales it (default 1,000 sources × 3 events).
@@ -31,23 +32,10 @@ t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events p
       ['Authentication.update', { id: auth(i), authtype: 'cloud-meter-arn', username: arn(i, 1), resource_type: 'Application', resource_id: app(i) }],
       ['ApplicationAuthentication.destroy', { id: i, application_id: Number(app(i)), authentication_id: Number(auth(i)) }]
     ][k] as [string, unknown]
-    for (let attempt = 0; ; attempt++) {
-      const target = replicas[(i + k + attempt) % REPLICAS]
-      try {
-        const res = await fetch(`${target.url}/internal/v1/events`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', event_type: eventType, 'x-rh-sources-org-id': ORG, 'webhook-id': `r-${i}-${k}` },
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(5000)
-        })
-        if (res.status === 202 || res.status === 200) {
-          acked++
-          return
-        }
-      } catch {}
-      retries++
-      await new Promise(resolve => setTimeout(resolve, 50))
-    }
+    // Not `retries += await …`: that reads `retries` before the await, and concurrent pushers would lose counts.
+    const failed = await pushUntilAcknowledged(attempt => replicas[(i + k + attempt) % REPLICAS].url, eventType, body, `r-${i}-${k}`, 50)
+    retries += failed
+    acked++
   }
 
   const victim = replicas[1]

@@ -79,6 +79,11 @@ export class FakeSources extends FakeHttpServer {
     this.psk = opts.psk ?? 'test-psk';
   }
 
+  /** Another authentication like `baseId` (same application, external id, ...) naming another role. */
+  addRole(baseId: string, id: string, arn: string): void {
+    this.authentications.set(id, { ...this.authentications.get(baseId)!, id, username: arn });
+  }
+
   addSource(input: AddSourceInput): {
     application: SourcesApplication;
     authentication: SourcesAuthentication;

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { recordEnvSecrets, serverLogPath } from './secrets.js'
-import { eventually } from './stack.js'
+import { eventually, ORG, PSK } from './stack.js'
 
 /** src/server.ts as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
 export interface ServerProcess { child: ChildProcess, output: () => string, exited: Promise<number | null> }
@@ -37,5 +37,38 @@ export function alive (pid: number): boolean {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
   } catch {
     return false
+  }
+}
+
+/** Points a server process at the upstream fakes, with timeouts and retries short enough for tests. */
+export function upstreamEnv (fakes: { sources: { url: string }, sts: { url: string }, rhsm: { url: string } }): Record<string, string> {
+  return {
+    SOURCES_API_URL: fakes.sources.url,
+    SOURCES_PSK: PSK,
+    RHSM_API_URL: fakes.rhsm.url,
+    AWS_STS_ENDPOINT: fakes.sts.url,
+    UPSTREAM_TIMEOUT_MS: '2000',
+    RETRY_BASE_DELAY_MS: '50',
+    RETRY_MAX_DELAY_MS: '500',
+    SHUTDOWN_GRACE_MS: '1000'
+  }
+}
+
+/**
+ * Like a bridge: sends one sources-native event until a server acknowledges it, to `urlOf(attempt)`;
+ * the delivery id makes the resends duplicates. Resolves with how many sends failed.
+ */
+export async function pushUntilAcknowledged (urlOf: (attempt: number) => string, eventType: string, body: unknown, deliveryId: string, pauseMs: number): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(`${urlOf(attempt)}/internal/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', event_type: eventType, 'x-rh-sources-org-id': ORG, 'webhook-id': deliveryId },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(5000)
+      })
+      if (res.status === 202 || res.status === 200) return attempt
+    } catch {}
+    await new Promise(resolve => setTimeout(resolve, pauseMs))
   }
 }

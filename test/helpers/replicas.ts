@@ -7,7 +7,7 @@ import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js'
 import { startFakeRhsm, type FakeRhsm } from './fake-rhsm.js'
 import { startFakeSources, type FakeSources } from './fake-sources.js'
 import { startFakeSts, type FakeSts } from './fake-sts.js'
-import { ready, startServer, type ServerProcess } from './process.js'
+import { ready, startServer, upstreamEnv, type ServerProcess } from './process.js'
 import { freePort, PSK } from './stack.js'
 
 export interface Replica { url: string, server: ServerProcess }
@@ -45,15 +45,8 @@ export async function startReplicas (t: Teardown, count: number, env: Record<str
       DATABASE_URL: postgres.url,
       PORT: String(port),
       HOST: '127.0.0.1',
-      SOURCES_API_URL: sources.url,
-      SOURCES_PSK: PSK,
-      RHSM_API_URL: rhsm.url,
-      AWS_STS_ENDPOINT: sts.url,
+      ...upstreamEnv({ sources, sts, rhsm }),
       STATUS_SINK: 'http',
-      UPSTREAM_TIMEOUT_MS: '2000',
-      RETRY_BASE_DELAY_MS: '50',
-      RETRY_MAX_DELAY_MS: '500',
-      SHUTDOWN_GRACE_MS: '1000',
       LOG_LEVEL: 'warn',
       ...env
     })
