@@ -5,7 +5,7 @@ import { errorText, type ErrorCode } from '../status/error-codes.js'
 import type { Outcome } from '../store/outcomes.js'
 import type { Registration, Registrations, RegistrationWrite } from '../store/registrations.js'
 import { UpstreamError } from '../upstream/errors.js'
-import type { EventContext } from './dispatcher.js'
+import type { EventContext } from './runner.js'
 
 export const ROLE_ARN = /^arn:aws(-us-gov|-cn)?:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/
 

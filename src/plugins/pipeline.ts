@@ -6,8 +6,8 @@ import fp from 'fastify-plugin'
 import { Agent } from 'undici'
 import { createRoleVerifier } from '../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../config.js'
-import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
 import { createHandlers } from '../pipeline/handlers/index.js'
+import { createScheduler, type Scheduler } from '../pipeline/scheduler.js'
 import { createRhsmClient, dryRunRhsm } from '../rhsm/client.js'
 import { createSourcesClient } from '../sources/client.js'
 import { kafkaConnection } from '../kafka/client.js'
@@ -19,16 +19,16 @@ import { recordOutcome } from '../store/outcomes.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    dispatcher: Dispatcher | null
+    scheduler: Scheduler | null
   }
 }
 
-/** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
+/** Wires upstream clients, handlers, the per-source scheduler and the status relay. */
 async function pipeline (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
-    app.decorate('dispatcher', null)
+    app.decorate('scheduler', null)
     return
   }
   const observe = app.metrics.upstreamCall
@@ -58,7 +58,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
   const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
   const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
-  const dispatcher = createDispatcher({
+  const scheduler = createScheduler({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
     claims,
@@ -68,12 +68,16 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
-    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS },
+    retry: {
+      maxAttempts: config.RETRY_MAX_ATTEMPTS,
+      // Random over the upper half, so that the retries of many sources spread out.
+      backoff: { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
+    },
     log: app.log,
     metrics: app.metrics
   })
-  app.decorate('dispatcher', dispatcher)
-  app.store.inbox.onAppend(dispatcher.wake)
+  app.decorate('scheduler', scheduler)
+  app.store.inbox.onAppend(scheduler.wake)
 
   app.addHook('onReady', async () => {
     // The embedded store is this process's alone: leases in it were left by a previous run that
@@ -82,7 +86,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
       const cleared = await claims.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
-    dispatcher.start()
+    scheduler.start()
     relay.start()
     const shadow = [
       ...(config.RHSM_MODE === 'dry-run' ? ['changing nothing in RHSM'] : []),
@@ -96,10 +100,10 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   app.addHook('preClose', async () => {
     // One grace period for both: running attempts first, then what they reported.
     const deadline = Date.now() + config.SHUTDOWN_GRACE_MS
-    await dispatcher.stop(config.SHUTDOWN_GRACE_MS)
+    await scheduler.stop(config.SHUTDOWN_GRACE_MS)
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
-    await dispatcher.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
+    await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
     sts.close()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })

@@ -1,4 +1,4 @@
-import type { EventHandler } from '../dispatcher.js'
+import type { EventHandler } from '../runner.js'
 import { asWrite, gaveUp, idOf, isNotFound, removeMapping, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export type HandlerDeps = FlowDeps
