@@ -1,8 +1,8 @@
 import type { Logger } from '../log.js'
-import type { Claims } from '../store/claims.js'
+import type { Leases } from '../store/leases.js'
 
 export interface LeaseKeeperOptions {
-  claims: Claims
+  leases: Leases
   /** How long a lease lasts unrenewed: a dead replica's sources wait at most this long. */
   leaseMs: number
   /** The keys this replica has work on right now: renewed while present, released once gone. */
@@ -61,7 +61,7 @@ export function createLeaseKeeper (o: LeaseKeeperOptions): LeaseKeeper {
     await exclusive(async () => {
       const active = [...o.active.keys()]
       try {
-        const kept = await o.claims.renew(active)
+        const kept = await o.leases.renew(active)
         lastRenewal = Date.now()
         // Not a key whose queue emptied meanwhile: nothing would forget it, and it could never be taken again.
         lose(active.filter(key => !kept.has(key) && o.active.has(key)))
@@ -74,7 +74,7 @@ export function createLeaseKeeper (o: LeaseKeeperOptions): LeaseKeeper {
   }
 
   return {
-    owner: o.claims.owner,
+    owner: o.leases.owner,
     start () {
       lastRenewal = Date.now()
       renewer = setInterval(() => { void renew() }, Math.max(100, Math.floor(o.leaseMs / 3))).unref()
@@ -85,6 +85,6 @@ export function createLeaseKeeper (o: LeaseKeeperOptions): LeaseKeeper {
     exclusive,
     isLost: key => lost.has(key),
     forget: key => { lost.delete(key) },
-    releaseAll: () => exclusive(() => o.claims.releaseAll())
+    releaseAll: () => exclusive(() => o.leases.releaseAll())
   }
 }

@@ -5,7 +5,7 @@ import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
-import type { ClaimableEvent } from '../store/claims.js'
+import type { LeasableEvent } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
@@ -35,7 +35,7 @@ export interface RetryPolicy {
 
 export interface RunnerOptions {
   inbox: Pick<Inbox, 'scheduleRetry'>
-  leases: Pick<LeaseKeeper, 'owner' | 'isLost'>
+  keeper: Pick<LeaseKeeper, 'owner' | 'isLost'>
   /** Must reject with LeaseLostError, writing nothing, when the event's lease is no longer this replica's. */
   recordOutcome: (end: EventEnd, outcome: Outcome) => Promise<void>
   /** Called after an outcome committed, e.g. to wake the status relay. */
@@ -51,7 +51,7 @@ export interface RunnerOptions {
 
 export interface Runner {
   /** Runs one event's attempts until it ends, its lease is lost, or shutdown. */
-  run: (event: ClaimableEvent, handler: EventHandler) => Promise<void>
+  run: (event: LeasableEvent, handler: EventHandler) => Promise<void>
   /** Resolves when no attempt is running. */
   onIdle: () => Promise<void>
   running: () => number
@@ -66,8 +66,8 @@ export function createRunner (o: RunnerOptions): Runner {
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, o.stopping)
 
-  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.leases.owner }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 1; ; failures++) {
       try {
@@ -87,14 +87,14 @@ export function createRunner (o: RunnerOptions): Runner {
     if (outcome.status) o.onOutcome()
   }
 
-  async function run (event: ClaimableEvent, handler: EventHandler): Promise<void> {
+  async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
     const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId })
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
     let attempts = event.attempts
     let wakeAt = event.nextAttemptAt.getTime()
     const memo: Record<string, unknown> = {}
-    while (!o.stopping.aborted && !o.leases.isLost(event.leaseKey)) {
+    while (!o.stopping.aborted && !o.keeper.isLost(event.leaseKey)) {
       if (wakeAt > Date.now()) {
         try {
           await sleep(wakeAt - Date.now(), undefined, { signal: o.stopping })

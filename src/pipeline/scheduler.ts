@@ -1,15 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
-import type { Logger } from '../log.js'
-import type { Metrics } from '../metrics.js'
-import type { ClaimableEvent, Claims } from '../store/claims.js'
+import type { LeasableEvent, Leases } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { createLeaseKeeper } from './lease-keeper.js'
 import { createRunner, type EventHandler, type RunnerOptions } from './runner.js'
 
-export interface SchedulerOptions extends Omit<RunnerOptions, 'leases' | 'stopping'> {
+export interface SchedulerOptions extends Omit<RunnerOptions, 'keeper' | 'stopping'> {
   inbox: Inbox
-  claims: Claims
+  leases: Leases
   /** How long a lease lasts unrenewed: a dead replica's sources wait at most this long. */
   leaseMs: number
   /** How often to look for work that other replicas stored or left. */
@@ -40,8 +38,8 @@ const PAGE = 500
 export function createScheduler (o: SchedulerOptions): Scheduler {
   const queues = new Map<string, PQueue>()
   const stopping = new AbortController()
-  const leases = createLeaseKeeper({ claims: o.claims, leaseMs: o.leaseMs, active: queues, log: o.log })
-  const runner = createRunner({ ...o, leases, stopping: stopping.signal })
+  const keeper = createLeaseKeeper({ leases: o.leases, leaseMs: o.leaseMs, active: queues, log: o.log })
+  const runner = createRunner({ ...o, keeper, stopping: stopping.signal })
   /** Ids of the events held in memory, which the next read skips. */
   const held = new Set<number>()
   let pulling = false
@@ -53,7 +51,7 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
     o.metrics.setQueued(held.size, queues.size)
   }
 
-  function enqueue (event: ClaimableEvent, handler: EventHandler): void {
+  function enqueue (event: LeasableEvent, handler: EventHandler): void {
     const key = event.leaseKey
     let queue = queues.get(key)
     if (queue === undefined) {
@@ -61,7 +59,7 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
       q.on('idle', () => {
         if (q.size === 0 && q.pending === 0 && queues.get(key) === q) {
           queues.delete(key)
-          leases.forget(key)
+          keeper.forget(key)
         }
         report()
       })
@@ -84,21 +82,21 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
 
   async function pull (): Promise<void> {
     while (!stopping.signal.aborted && held.size < o.window) {
-      const found = await leases.exclusive(async () => {
-        const rows = await o.claims.candidates(Math.min(PAGE, o.window - held.size), [...held])
+      const found = await keeper.exclusive(async () => {
+        const rows = await o.leases.candidates(Math.min(PAGE, o.window - held.size), [...held])
         const ignored: InboxEvent[] = []
-        const runnable: Array<{ event: ClaimableEvent, handler: EventHandler }> = []
+        const runnable: Array<{ event: LeasableEvent, handler: EventHandler }> = []
         for (const event of rows) {
           const handler = o.handlerFor(event.eventType)
           if (handler === undefined) ignored.push(event)
-          else if (!leases.isLost(event.leaseKey)) runnable.push({ event, handler })
+          else if (!keeper.isLost(event.leaseKey)) runnable.push({ event, handler })
         }
         if (ignored.length > 0) {
           await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
           for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
         }
         // Another replica may have taken a free key since the read: its events are that replica's.
-        const taken = await o.claims.take([...new Set(runnable.map(r => r.event.leaseKey))])
+        const taken = await o.leases.take([...new Set(runnable.map(r => r.event.leaseKey))])
         if (stopping.signal.aborted) return 0
         let enqueued = 0
         for (const { event, handler } of runnable) {
@@ -137,20 +135,20 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
   return {
     start () {
       started = true
-      leases.start()
+      keeper.start()
       poller = setInterval(wake, o.pollMs).unref()
       wake()
     },
     wake,
     async stop (graceMs) {
       clearInterval(poller)
-      leases.stop()
+      keeper.stop()
       stopping.abort()
       for (const q of queues.values()) q.clear()
       const idle = Promise.all([runner.onIdle(), ...[...queues.values()].map(q => q.onIdle())])
       await Promise.race([idle, sleep(graceMs, undefined, { ref: false })])
     },
-    releaseLeases: () => leases.releaseAll(),
+    releaseLeases: () => keeper.releaseAll(),
     stats: () => ({ queuedEvents: held.size, queues: queues.size, running: runner.running() })
   }
 }
