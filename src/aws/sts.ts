@@ -70,7 +70,8 @@ export interface CallerIdentityTarget {
  */
 export async function callerIdentityTarget (client: STSClient): Promise<CallerIdentityTarget> {
   const { config } = client
-  const endpoint = await getEndpointFromInstructions({}, GetCallerIdentityCommand, config)
+  // A copy, as the SDK's endpoint middleware passes: the resolution may write an endpoint into it.
+  const endpoint = await getEndpointFromInstructions({}, GetCallerIdentityCommand, { ...config })
   const scheme = endpoint.properties?.authSchemes?.[0] as { signingRegion?: string, signingName?: string } | undefined
   const region = scheme?.signingRegion ?? await config.region()
   // Set by every generated client ('sts' here); optional only in the shared config type.
