@@ -89,7 +89,12 @@ async function main (): Promise<void> {
   const headers = { 'content-type': 'application/x-www-form-urlencoded', host: url.host }
   const signers = {
     old: async (key: Required<SigningKey>, at: Date) => old.signatureV4({
-      method: 'POST', path: url.pathname, body, region: options.region, service: 'sts', key,
+      method: 'POST',
+      path: url.pathname,
+      body,
+      region: options.region,
+      service: 'sts',
+      key,
       headers: { ...headers, 'x-amz-date': at.toISOString().replace(/[-:]|\.\d{3}/g, ''), 'x-amz-security-token': key.sessionToken }
     }),
     new: async (key: Required<SigningKey>, at: Date) => signer(key).sign({

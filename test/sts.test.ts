@@ -78,17 +78,16 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   const before = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
   process.env.AWS_ACCESS_KEY_ID = 'AKIDSTSTEST'
   process.env.AWS_SECRET_ACCESS_KEY = 'sts-test-secret'
-  let verifier: RoleVerifier | undefined
+  const verifier = createRoleVerifier({ region: 'eu-central-1', endpoint: sts.url, timeoutMs: 500, attempts: 1, maxSockets: 4 })
   t.teardown(async () => {
-    verifier?.close()
+    verifier.close()
     await sts.close()
     process.env.AWS_ACCESS_KEY_ID = before.id
     process.env.AWS_SECRET_ACCESS_KEY = before.secret
     if (before.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
     if (before.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
   })
-  verifier = createRoleVerifier({ region: 'eu-central-1', endpoint: sts.url, timeoutMs: 500, attempts: 1, maxSockets: 4 })
-  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier!.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext' })
+  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext' })
 
   t.same(await verify(), { ok: true, assumedRoleArn: 'arn:aws:sts::123456789012:assumed-role/redhat-cloud-meter/cloudoreg-123456789012' })
   const [assume, whoami] = sts.requests

@@ -16,7 +16,11 @@ if (killAfter > 0) {
     if (batch.storedTypes.length === 0 || --killAfter > 0) return
     // Written synchronously: pino's asynchronous stdout would lose the line with the process.
     writeSync(2, JSON.stringify({
-      level: 40, time: Date.now(), partition: batch.partition, offsets: `${batch.firstOffset}-${batch.lastOffset}`, stored: batch.storedTypes.length,
+      level: 40,
+      time: Date.now(),
+      partition: batch.partition,
+      offsets: `${batch.firstOffset}-${batch.lastOffset}`,
+      stored: batch.storedTypes.length,
       msg: 'test fault: killing the process after the inbox commit, before the offset commit'
     }) + '\n')
     process.kill(process.pid, 'SIGKILL')

@@ -1,17 +1,15 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge } from 'prom-client'
-import type { Config } from '../config.js'
-import { createKafkaEventConsumer, type BatchReport, type KafkaEventConsumerOptions } from '../ingress/kafka-consumer.js'
-import { kafkaConnection } from '../kafka/client.js'
+import { createKafkaEventConsumer, type BatchReport, type KafkaEventConsumerOptions } from '../../ingress/kafka-consumer.js'
+import { kafkaConnection } from '../../kafka/client.js'
 
 /**
  * Direct Kafka mode (KAFKA_CONSUME=true): consumes SOURCES_EVENT_TOPIC as group KAFKA_GROUP_ID
  * into the same inbox as pushed events; the dispatcher is woken by the inbox append as for a push.
  */
-type Options = { config: Config } & Pick<KafkaEventConsumerOptions, 'afterInboxCommit'>
-
-async function kafkaConsumer (app: FastifyInstance, { config, afterInboxCommit }: Options): Promise<void> {
+async function kafkaConsumer (app: FastifyInstance, { afterInboxCommit }: Pick<KafkaEventConsumerOptions, 'afterInboxCommit'>): Promise<void> {
+  const { config } = app
   const registry = app.metrics.registry
   const records = new Counter({
     name: 'cloudoreg_kafka_records_total',
@@ -52,9 +50,8 @@ async function kafkaConsumer (app: FastifyInstance, { config, afterInboxCommit }
     afterInboxCommit
   })
 
-  // Registered before the pipeline, so that intake stops before its drain (like pushes, which get 503
-  // from the start of the drain). Starting before the dispatcher is harmless: an append wakes nothing
-  // until the dispatcher starts, and then it reads the pending inbox; joining the group takes longer anyway.
+  // Starting before the pipeline is harmless: an append wakes nothing until the pipeline starts, and
+  // then it reads the pending inbox; joining the group takes longer anyway.
   app.addHook('onReady', async () => {
     consumer.start()
     app.log.info({ topic: config.SOURCES_EVENT_TOPIC, groupId: config.KAFKA_GROUP_ID, brokers: config.kafkaBrokers }, 'direct Kafka mode: consuming the event topic')
