@@ -105,4 +105,31 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
     await app.store.inbox.append([checkEvent({ orgId: registration.orgId, accountNumber: registration.accountNumber }, registration.sourceId, 'operator')])
     return reply.code(202).send()
   })
+
+  app.delete('/internal/v1/tombstones/:application_id', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Lift the tombstone of a destroyed application, so that a create may register it again',
+      description: 'A destroyed application keeps a tombstone so that a late create never maps it again. Lift it when the ' +
+        'destruction was a mistake (or a forgery): the next create runs the create flow. Each lifted tombstone is written into ' +
+        'the history of its org\'s source. `org_id` narrows it to one org\'s tombstone.',
+      security,
+      params: Type.Object({ application_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api application id' }) }),
+      querystring: Type.Object({ org_id: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$' })) }, { additionalProperties: false }),
+      response: {
+        200: Type.Object({
+          lifted: Type.Array(Type.Object({ application_id: Type.String(), source_id: Nullable(Type.String()), org_id: Type.String() }))
+        }),
+        400: ProblemRef,
+        401: ProblemRef,
+        404: ProblemRef
+      }
+    }
+  }, async (request, reply) => {
+    const { application_id: applicationId } = request.params
+    const lifted = await app.store.registrations.liftTombstones(applicationId, request.query.org_id, `tombstone lifted by an operator (request ${request.id})`)
+    if (lifted.length === 0) return sendProblem(reply, 404, `application ${applicationId} has no tombstone`)
+    request.log.warn({ applicationId, orgs: lifted.map(l => l.orgId) }, 'tombstone lifted by an operator')
+    return { lifted: lifted.map(l => ({ application_id: l.applicationId, source_id: l.sourceId, org_id: l.orgId })) }
+  })
 }

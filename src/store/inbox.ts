@@ -70,7 +70,7 @@ export interface Inbox {
   /** Ends events no handler acts on; every other end goes through recordOutcome. */
   markIgnored: (ids: number[], outcome: string) => Promise<void>
   deadLetters: (limit: number, offset: number) => Promise<{ count: number, data: EventRecord[] }>
-  /** The events of an org that ran on any of these queue keys, oldest first. */
+  /** The events of an org that ran on any of these queue keys, and those refused on its registrations, oldest first. */
   eventsOf: (orgId: string, queueKeys: string[], limit: number) => Promise<EventRecord[]>
   /**
    * Appends a copy of an ended event as a new event (at the end of its source's
@@ -195,8 +195,13 @@ export function createInbox (pool: pg.Pool): Inbox {
       return { count: count.rows[0].n, data: rows.map(toRecord) }
     },
     async eventsOf (orgId, queueKeys, limit) {
+      // The org's own events, and other orgs' events refused on its registrations (its audit lines).
       const { rows } = await pool.query(
-        `select ${RECORD_COLUMNS} from inbox where org_id = $1 and queue_key = any($2::text[]) order by id limit $3`, [orgId, queueKeys, limit])
+        `select ${RECORD_COLUMNS} from inbox where org_id = $1 and queue_key = any($2::text[])
+         union
+         select ${RECORD_COLUMNS.split(', ').map(c => `i.${c}`).join(', ')} from inbox i join registration_audit a on a.event_id = i.id
+         where a.org_id = $1 and i.queue_key = any($2::text[])
+         order by id limit $3`, [orgId, queueKeys, limit])
       return rows.map(toRecord)
     },
     async replay (id) {
