@@ -21,6 +21,23 @@ const DeadLetter = Type.Object({
   finished_at: Nullable(Type.String({ format: 'date-time' }))
 })
 
+const ParkedStatus = Type.Object({
+  id: Type.Integer(),
+  application_id: Type.String(),
+  org_id: Type.String(),
+  status: Type.String({ description: 'available or unavailable' }),
+  error: Type.String({ description: 'The error text the message carries' }),
+  attempts: Type.Integer({ description: 'Failed sends' }),
+  last_error: Nullable(Type.String({ description: 'Why the last send failed' })),
+  created_at: Type.String({ format: 'date-time' }),
+  parked_at: Type.String({ format: 'date-time' })
+})
+
+const Page = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  offset: Type.Integer({ minimum: 0, maximum: 2147483647, default: 0 })
+}, { additionalProperties: false })
+
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { dapr: [] }]
 
 /** Repair: what gave up, and how to run it again. INTERNAL_TOKEN or the push token; never an identity alone. */
@@ -131,5 +148,50 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
     if (lifted.length === 0) return sendProblem(reply, 404, `application ${applicationId} has no tombstone`)
     request.log.warn({ applicationId, orgs: lifted.map(l => l.orgId) }, 'tombstone lifted by an operator')
     return { lifted: lifted.map(l => ({ application_id: l.applicationId, source_id: l.sourceId, org_id: l.orgId })) }
+  })
+
+  app.get('/internal/v1/status-messages/parked', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Status messages that could not be delivered after STATUS_MAX_ATTEMPTS sends (or could never be), with the last error',
+      security,
+      querystring: Page,
+      response: {
+        200: Type.Object({ meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }), data: Type.Array(ParkedStatus) }),
+        400: ProblemRef,
+        401: ProblemRef
+      }
+    }
+  }, async (request) => {
+    const { limit, offset } = request.query
+    const { count, data } = await app.store.outbox.parked(limit, offset)
+    return {
+      meta: { count, limit, offset },
+      data: data.map(m => ({
+        id: m.id,
+        application_id: m.applicationId,
+        org_id: m.orgId,
+        status: m.status,
+        error: m.error,
+        attempts: m.attempts,
+        last_error: m.lastError,
+        created_at: m.createdAt.toISOString(),
+        parked_at: m.parkedAt.toISOString()
+      }))
+    }
+  })
+
+  app.post('/internal/v1/status-messages/:id/retry', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Send a parked status message again (unless a newer status of its application is sent first)',
+      security,
+      params: Type.Object({ id: Type.Integer({ minimum: 1, maximum: 9007199254740991 }) }),
+      response: { 202: { description: 'Queued for the relay', type: 'null' }, 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
+    }
+  }, async (request, reply) => {
+    if (!await app.store.outbox.retryParked(request.params.id)) return sendProblem(reply, 404, `no parked status message ${request.params.id}`)
+    request.log.info({ statusId: request.params.id }, 'parked status message queued again')
+    return reply.code(202).send()
   })
 }

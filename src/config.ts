@@ -49,6 +49,7 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 14 }),
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
+  STATUS_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),

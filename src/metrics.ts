@@ -29,7 +29,9 @@ export function createMetrics (pool: pg.Pool): Metrics {
   const inboxStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age
                                         from inbox where state = 'pending'`)
   const outboxStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(created_at)), 0) as age
-                                         from status_outbox where sent_at is null and not superseded`)
+                                         from status_outbox where sent_at is null and not superseded and parked_at is null`)
+  const parkedStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(parked_at)), 0) as age
+                                         from status_outbox where parked_at is not null and sent_at is null and not superseded`)
   const fromStats = (name: string, help: string, stats: () => Promise<{ n: number, age: number }>, field: 'n' | 'age'): void => {
     new Gauge({ name, help, registers: [registry], async collect () { this.set((await stats())[field]) } }) // eslint-disable-line no-new
   }
@@ -37,6 +39,7 @@ export function createMetrics (pool: pg.Pool): Metrics {
   fromStats('cloudoreg_inbox_oldest_pending_age_seconds', 'Age of the oldest event not yet ended', inboxStats, 'age')
   fromStats('cloudoreg_outbox_unsent', 'Status messages not yet sent', outboxStats, 'n')
   fromStats('cloudoreg_outbox_oldest_unsent_age_seconds', 'Age of the oldest status message not yet sent', outboxStats, 'age')
+  fromStats('cloudoreg_outbox_parked', 'Status messages parked as undeliverable, waiting for an operator', parkedStats, 'n')
 
   return {
     registry,

@@ -8,6 +8,7 @@ import { createRoleVerifier } from '../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../config.js'
 import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
 import { createHandlers } from '../pipeline/handlers/index.js'
+import { backoffDelay } from '../pipeline/retry.js'
 import { createRhsmClient, dryRunRhsm } from '../rhsm/client.js'
 import { createSourcesClient } from '../sources/client.js'
 import { kafkaConnection } from '../kafka/client.js'
@@ -55,7 +56,15 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     http: () => httpStatusSink(sources),
     none: () => noStatusSink
   }
-  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
+  const retry = { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS }
+  const relay = createStatusRelay({
+    outbox: app.store.outbox,
+    sink: sinks[config.statusSink](),
+    log: app.log,
+    pollMs: 2000,
+    // A message that cannot be delivered is sent again with the events' backoff, then parked.
+    retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(retry, attempts) }
+  })
   const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
   const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   const dispatcher = createDispatcher({
@@ -68,7 +77,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
-    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS },
+    retry,
     log: app.log,
     metrics: app.metrics
   })
