@@ -153,7 +153,8 @@ t.test('pause, re-check while paused (nothing), an ARN edit while paused (stored
 })
 
 t.test('a periodic re-check after the customer broke the role reports CG3002 and keeps the mapping', async t => {
-  const stack = await startStack(t)
+  // Every check verifies again (no reuse of a recent result).
+  const stack = await startStack(t, { env: { CHECK_REUSE_SECONDS: '0' } })
   await registered(stack)
   stack.sts.deny.add(ROLE)
   t.equal((await check(stack, '7')).status, 204)

@@ -3,15 +3,22 @@ import type { Tenant } from '../identity.js'
 import { CHECK_EVENT } from '../pipeline/handlers/index.js'
 import type { IncomingEvent } from './normalise.js'
 
-/** A re-verification of a source, queued like any pushed event so that it runs behind the source's others. */
+/** The queue a source's checks run on (and where a pending one is looked for). */
+export const checkQueueKey = (sourceId: string): string => `source:${sourceId}`
+
+/**
+ * A re-verification of a source, queued like any pushed event so that it runs behind the source's others.
+ * sources-api's checks of one source within a minute are one delivery: the first is stored, the others
+ * are its duplicates. An operator's always runs.
+ */
 export function checkEvent (tenant: Tenant, sourceId: string, requestedBy: 'sources-api' | 'operator'): IncomingEvent {
   return {
     eventType: CHECK_EVENT,
     orgId: tenant.orgId,
     accountNumber: tenant.accountNumber,
     body: { source_id: sourceId, requested_by: requestedBy },
-    queueKey: `source:${sourceId}`,
-    dedupeKey: `check:${randomUUID()}`,
+    queueKey: checkQueueKey(sourceId),
+    dedupeKey: requestedBy === 'sources-api' ? `check:${tenant.orgId}:${sourceId}` : `check:${randomUUID()}`,
     dedupeTtlMs: 60_000,
     deliveryId: null
   }

@@ -65,7 +65,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     // A message that cannot be delivered is sent again with the events' backoff, then parked.
     retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(retry, attempts) }
   })
-  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,

@@ -67,6 +67,8 @@ export interface Inbox {
   /** Called after each commit that stored new events. */
   onAppend: (listener: () => void) => void
   scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string) => Promise<void>
+  /** Whether an event of this type and org is pending on the queue (availability checks are coalesced). */
+  hasPending: (orgId: string, queueKey: string, eventType: string) => Promise<boolean>
   /** Ends events no handler acts on; every other end goes through recordOutcome. */
   markIgnored: (ids: number[], outcome: string) => Promise<void>
   deadLetters: (limit: number, offset: number) => Promise<{ count: number, data: EventRecord[] }>
@@ -221,6 +223,14 @@ export function createInbox (pool: pg.Pool): Inbox {
         dedupeTtlMs: 60_000
       }])
       return copy
+    },
+    async hasPending (orgId, queueKey, eventType) {
+      const { rowCount } = await pool.query({
+        name: 'inbox-has-pending',
+        text: `select 1 from inbox where queue_key = $1 and org_id = $2 and state = 'pending' and event_type = $3 limit 1`,
+        values: [queueKey, orgId, eventType]
+      })
+      return rowCount === 1
     },
     async markIgnored (ids, outcome) {
       await pool.query(

@@ -108,7 +108,5 @@ export const migrations: string[] = [
   drop index status_outbox_unsent;
   create index status_outbox_unsent on status_outbox (id) where sent_at is null and not superseded and parked_at is null;
   create index status_outbox_parked on status_outbox (id) where parked_at is not null and sent_at is null and not superseded;
-  -- Availability checks are coalesced per source: at most one pending.
-  create index inbox_pending_checks on inbox (queue_key, org_id) where state = 'pending' and event_type = 'cloudoreg.check';
   `
 ]

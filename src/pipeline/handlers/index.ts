@@ -1,7 +1,10 @@
 import type { EventHandler } from '../dispatcher.js'
 import { applicationState, asWrite, gaveUp, idOf, isNotFound, linkGone, refusedIfForeign, removeMapping, tenantOf, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
-export type HandlerDeps = FlowDeps
+export interface HandlerDeps extends FlowDeps {
+  /** A check of sources-api within this long of the registration's last decision reports it again, without STS. */
+  checkReuseMs: number
+}
 
 /** Event types of cloudoreg's own, queued by the availability check and the operator routes. */
 export const CHECK_EVENT = 'cloudoreg.check'
@@ -110,6 +113,13 @@ export function createHandlers (deps: HandlerDeps): Map<string, EventHandler> {
       const existing = await registrations.findBySource(ctx.tenant.orgId, sourceId)
       if (existing !== null) {
         if (existing.state === 'paused' || existing.state === 'removed' || existing.authenticationId === null) return { note: `re-check skipped: ${existing.state}` }
+        const fresh = Date.now() - existing.updatedAt.getTime() < deps.checkReuseMs
+        if (fresh && ctx.event.body.requested_by !== 'operator' && (existing.state === 'registered' || existing.state === 'unavailable')) {
+          const status = existing.state === 'registered'
+            ? { applicationId: existing.applicationId, status: 'available' as const, error: '' }
+            : { applicationId: existing.applicationId, status: 'unavailable' as const, error: existing.lastErrorMessage ?? '' }
+          return { note: 're-check soon after the last verification: its result reported again', status }
+        }
         return verifyAndRegister(deps, ctx, { applicationId: existing.applicationId, authenticationId: existing.authenticationId, whilePaused: 'verify' })
       }
       // A source registered before cloudoreg existed: find its cloud-meter application and ARN authentication.
