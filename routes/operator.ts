@@ -37,6 +37,7 @@ const Page = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   offset: Type.Integer({ minimum: 0, maximum: 2147483647, default: 0 })
 }, { additionalProperties: false })
+const PageMeta = Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() })
 
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { dapr: [] }]
 
@@ -57,12 +58,9 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
       tags: ['operations'],
       summary: 'Events that ran out of attempts (each reported CR5000 for its application)',
       security,
-      querystring: Type.Object({
-        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-        offset: Type.Integer({ minimum: 0, default: 0 })
-      }, { additionalProperties: false }),
+      querystring: Page,
       response: {
-        200: Type.Object({ meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }), data: Type.Array(DeadLetter) }),
+        200: Type.Object({ meta: PageMeta, data: Type.Array(DeadLetter) }),
         400: ProblemRef,
         401: ProblemRef
       }
@@ -157,7 +155,7 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
       security,
       querystring: Page,
       response: {
-        200: Type.Object({ meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }), data: Type.Array(ParkedStatus) }),
+        200: Type.Object({ meta: PageMeta, data: Type.Array(ParkedStatus) }),
         400: ProblemRef,
         401: ProblemRef
       }

@@ -75,6 +75,18 @@ export interface Outbox {
 
 const DEFAULT_RETRY: StatusRetry = { maxAttempts: 10, delayMs: attempts => Math.min(15 * 60_000, 2000 * 2 ** (attempts - 1)) }
 
+function toMessage (r: Record<string, any>): StatusMessage {
+  return {
+    id: Number(r.id),
+    applicationId: r.application_id,
+    orgId: r.org_id,
+    accountNumber: r.account_number,
+    status: r.status,
+    error: r.error,
+    attempts: r.attempts
+  }
+}
+
 const PARKED = 'parked_at is not null and sent_at is null and not superseded'
 
 export function createOutbox (pool: pg.Pool): Outbox {
@@ -101,15 +113,7 @@ export function createOutbox (pool: pg.Pool): Outbox {
            where sent_at is null and not superseded and parked_at is null and application_id = any($1::text[]) and not (id = any($2::bigint[]))`,
           [[...new Set(rows.map(r => r.application_id as string))], mine])
         const elsewhere = new Set(busy.rows.map(r => r.application_id))
-        const batch: StatusMessage[] = rows.filter(r => !elsewhere.has(r.application_id)).map(r => ({
-          id: Number(r.id),
-          applicationId: r.application_id,
-          orgId: r.org_id,
-          accountNumber: r.account_number,
-          status: r.status,
-          error: r.error,
-          attempts: r.attempts
-        }))
+        const batch = rows.filter(r => !elsewhere.has(r.application_id)).map(toMessage)
         if (batch.length > 0) {
           const failures = new Map((await send(batch) ?? []).map(f => [f.id, f]))
           const failed = batch.filter(m => failures.has(m.id))
@@ -141,18 +145,7 @@ export function createOutbox (pool: pg.Pool): Outbox {
          from status_outbox where ${PARKED} order by id limit $1 offset $2`, [limit, offset])
       return {
         count: count.rows[0].n,
-        data: rows.map(r => ({
-          id: Number(r.id),
-          applicationId: r.application_id,
-          orgId: r.org_id,
-          accountNumber: r.account_number,
-          status: r.status,
-          error: r.error,
-          attempts: r.attempts,
-          lastError: r.last_error,
-          createdAt: r.created_at,
-          parkedAt: r.parked_at
-        }))
+        data: rows.map(r => ({ ...toMessage(r), lastError: r.last_error, createdAt: r.created_at, parkedAt: r.parked_at }))
       }
     },
     async retryParked (id) {
