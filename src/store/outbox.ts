@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { withTransaction } from './transaction.js'
 
 export interface StatusMessage {
   id: number
@@ -92,9 +93,7 @@ const PARKED = 'parked_at is not null and sent_at is null and not superseded'
 export function createOutbox (pool: pg.Pool): Outbox {
   return {
     async relay (limit, send, retry = DEFAULT_RETRY) {
-      const client = await pool.connect()
-      try {
-        await client.query('begin')
+      return await withTransaction(pool, async client => {
         await client.query(
           `update status_outbox set superseded = true where id in (
              select o.id from status_outbox o
@@ -129,14 +128,8 @@ export function createOutbox (pool: pg.Pool): Outbox {
                 failed.map(m => retry.delayMs(m.attempts + 1)), retry.maxAttempts])
           }
         }
-        await client.query('commit')
         return batch.length
-      } catch (err) {
-        await client.query('rollback').catch(() => {})
-        throw err
-      } finally {
-        client.release()
-      }
+      })
     },
     async parked (limit, offset) {
       const count = await pool.query<{ n: number }>(`select count(*)::int as n from status_outbox where ${PARKED}`)

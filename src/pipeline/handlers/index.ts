@@ -1,3 +1,4 @@
+import { CHECK_EVENT } from '../../events/event.js'
 import type { EventHandler } from '../dispatcher.js'
 import { applicationState, asWrite, gaveUp, idOf, isNotFound, linkGone, refusedIfForeign, removeMapping, tenantOf, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
@@ -5,9 +6,6 @@ export interface HandlerDeps extends FlowDeps {
   /** A check of sources-api within this long of the registration's last decision reports it again, without STS. */
   checkReuseMs: number
 }
-
-/** Event types of cloudoreg's own, queued by the availability check and the operator routes. */
-export const CHECK_EVENT = 'cloudoreg.check'
 
 /** A handler for the events of one application; `appOf` says which, from the event body. */
 function forApplication (deps: FlowDeps, appOf: (body: Record<string, unknown>) => string, handle: EventHandler['handle']): EventHandler {

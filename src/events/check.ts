@@ -1,10 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Tenant } from '../identity.js'
-import { CHECK_EVENT } from '../pipeline/handlers/index.js'
-import type { IncomingEvent } from './normalise.js'
-
-/** The queue a source's checks run on (and where a pending one is looked for). */
-export const checkQueueKey = (sourceId: string): string => `source:${sourceId}`
+import { CHECK_EVENT, type IncomingEvent } from './event.js'
+import { sourceKey } from './keys.js'
 
 /**
  * A re-verification of a source, queued like any pushed event so that it runs behind the source's others.
@@ -17,7 +14,7 @@ export function checkEvent (tenant: Tenant, sourceId: string, requestedBy: 'sour
     orgId: tenant.orgId,
     accountNumber: tenant.accountNumber,
     body: { source_id: sourceId, requested_by: requestedBy },
-    queueKey: checkQueueKey(sourceId),
+    queueKey: sourceKey(sourceId),
     dedupeKey: requestedBy === 'sources-api' ? `check:${tenant.orgId}:${sourceId}` : `check:${randomUUID()}`,
     dedupeTtlMs: 60_000,
     deliveryId: null
