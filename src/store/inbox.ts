@@ -227,7 +227,7 @@ export function createInbox (pool: pg.Pool): Inbox {
     async hasPending (orgId, queueKey, eventType) {
       const { rowCount } = await pool.query({
         name: 'inbox-has-pending',
-        text: `select 1 from inbox where queue_key = $1 and org_id = $2 and state = 'pending' and event_type = $3 limit 1`,
+        text: 'select 1 from inbox where queue_key = $1 and org_id = $2 and state = \'pending\' and event_type = $3 limit 1',
         values: [queueKey, orgId, eventType]
       })
       return rowCount === 1
