@@ -26,14 +26,14 @@ async function registered (stack: Stack): Promise<void> {
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
   await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }, { 'webhook-id': 'create' })
   await ended(stack)
-  await eventually(() => stack.sources.patches.length === 1 ? true : undefined)
+  await eventually(() => stack.sources.patches.length === 1 ? true : undefined, 60_000, 'the first PATCH')
 }
 
 async function ended (stack: Stack): Promise<Array<{ event_type: string, outcome: string | null }>> {
   return eventually(async () => {
     const rows = await inboxStates(stack)
     return rows.every(r => r.state !== 'pending') ? rows : undefined
-  }, 20_000, 'every event to end')
+  }, 60_000, 'every event to end')
 }
 
 t.test('2,000 checks of one source in a burst: one stored check, one AssumeRole, one PATCH', async t => {

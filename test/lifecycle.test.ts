@@ -40,6 +40,8 @@ async function registered (stack: Stack): Promise<void> {
   await push(stack, 'app-auth-create')
   await settled(stack)
   t.equal((await source7(stack)).state, 'registered')
+  // Its report is out before the test changes sources-api (a PATCH of a deleted application is dropped).
+  await eventually(() => stack.sources.patches.length >= 1 ? true : undefined)
 }
 
 t.test('the wizard order: Application.create and Authentication.create around the link; one mapping, one report', async t => {
@@ -212,52 +214,4 @@ t.test('five re-emitted creates: one RHSM call, five available reports', async t
   t.same(rhsmCalls(stack), [POST])
   await eventually(() => stack.sources.patches.length === 5 ? true : undefined)
   t.same(statuses(stack), ['available', 'available', 'available', 'available', 'available'])
-})
-
-t.test('destruction is acted on only once sources-api confirms it; an operator lifts a tombstone, audited in the history', async t => {
-  const INTERNAL_TOKEN = 'internal-token-lifecycle-0123456789'
-  const stack = await startStack(t, { env: { INTERNAL_TOKEN } })
-  await registered(stack)
-
-  // sources-api still has the application, its link, and it is not paused: each event is a no-op.
-  for (const name of ['app-auth-destroy', 'application-pause', 'application-destroy', 'source-destroy']) await push(stack, name)
-  t.same((await settled(stack)).slice(1).map(r => r.outcome), [
-    'link still exists in sources-api; nothing removed',
-    'not paused in sources-api; nothing changed',
-    'application still exists in sources-api; nothing removed',
-    'application still exists in sources-api; nothing removed'
-  ])
-  t.same(rhsmCalls(stack), [POST])
-  t.match(await source7(stack), { state: 'registered', mapped: true })
-  t.match(stack.sources.requests.at(-1)!.headers, { 'x-rh-sources-org-id': ORG }, 'asked as the registration\'s tenant')
-
-  // An unpause sources-api does not confirm leaves a paused registration paused.
-  stack.sources.setPaused('42', true)
-  await push(stack, 'application-pause')
-  await push(stack, 'application-unpause')
-  t.same((await settled(stack)).slice(-2).map(r => r.outcome), ['paused', 'still paused in sources-api'])
-  t.match(await source7(stack), { state: 'paused' })
-
-  // Once the application is really gone: unmapped, tombstoned.
-  stack.sources.removeApplication('42')
-  await push(stack, 'application-destroy')
-  t.equal((await settled(stack)).at(-1)!.outcome, 'mapping removed')
-  t.same(rhsmCalls(stack), [POST, DELETE])
-
-  const lift = async (id: string, token = INTERNAL_TOKEN): Promise<Response> =>
-    fetch(`${stack.url}/internal/v1/tombstones/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
-  t.equal((await lift('42', 'wrong-token-0123456789')).status, 401)
-  t.equal((await lift('43')).status, 404, 'no tombstone')
-  const lifted = await lift('42')
-  t.equal(lifted.status, 200)
-  t.same(await lifted.json(), { lifted: [{ application_id: '42', source_id: '7', org_id: ORG }] })
-  t.equal((await lift('42')).status, 404, 'lifted once')
-
-  // The application comes back in sources-api: a create maps it again, and the history says why it could.
-  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
-  await push(stack, 'app-auth-create')
-  t.equal((await settled(stack)).at(-1)!.outcome, 'registered')
-  t.same(rhsmCalls(stack), [POST, DELETE, POST])
-  const history = (await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)).body
-  t.match(history.audit, [{ action: 'tombstone_lifted', event_id: null, detail: /tombstone lifted by an operator/ }])
 })

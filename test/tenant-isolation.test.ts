@@ -70,7 +70,7 @@ async function settled (stack: Stack): Promise<Array<{ id: number, event_type: s
   return eventually(async () => {
     const rows = await inboxStates(stack)
     return rows.every(r => r.state !== 'pending') ? rows : undefined
-  }, 20_000, 'every event to end')
+  }, 60_000, 'every event to end')
 }
 
 t.test('three events claiming org B and naming org A\'s application change nothing for A; A\'s history shows them refused', async t => {
