@@ -73,7 +73,13 @@ const SourceHistory = Type.Object({
     decided_at: Type.String({ format: 'date-time' }),
     sent_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     superseded: Type.Boolean({ description: 'A newer status was sent instead' })
-  }), { description: 'Statuses reported to sources-api, oldest first' })
+  }), { description: 'Statuses reported to sources-api, oldest first' }),
+  audit: Type.Array(Type.Object({
+    at: Type.String({ format: 'date-time' }),
+    action: Type.String({ description: 'refused: an event of another org named this application and changed nothing · tombstone_lifted: an operator allowed the application to be registered again' }),
+    event_id: Type.Union([Type.Integer(), Type.Null()], { description: 'The refused event (listed in events)' }),
+    detail: Type.String()
+  }), { description: 'What happened to the registration besides its org\'s own events, oldest first' })
 })
 
 function toBody (r: Registration): SourceStatusBody {
@@ -161,9 +167,10 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
     const { source_id: sourceId } = request.params
     const registration = await app.store.registrations.findBySource(request.tenant.orgId, sourceId)
     if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
-    const [events, statuses] = await Promise.all([
+    const [events, statuses, audit] = await Promise.all([
       app.store.inbox.eventsOf(request.tenant.orgId, [appKey(registration.applicationId), sourceKey(sourceId)], HISTORY_LIMIT),
-      app.store.outbox.statusesOf(request.tenant.orgId, registration.applicationId, HISTORY_LIMIT)
+      app.store.outbox.statusesOf(request.tenant.orgId, registration.applicationId, HISTORY_LIMIT),
+      app.store.registrations.auditOf(request.tenant.orgId, registration.applicationId, HISTORY_LIMIT)
     ])
     return {
       source_id: sourceId,
@@ -184,7 +191,8 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
         decided_at: s.createdAt.toISOString(),
         sent_at: s.sentAt?.toISOString() ?? null,
         superseded: s.superseded
-      }))
+      })),
+      audit: audit.map(a => ({ at: a.at.toISOString(), action: a.action, event_id: a.eventId, detail: a.detail }))
     }
   })
 }

@@ -41,7 +41,6 @@ const ConfigSchema = Type.Object({
   PUSH_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
   PUSH_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]{16,}$' })),
   PUSH_AUTH: Type.Optional(Type.Literal('none')),
-  AVAILABILITY_CHECK_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
   INTERNAL_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
 
   CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
@@ -50,6 +49,10 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 14 }),
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
+  STATUS_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+  CHECK_REUSE_SECONDS: Type.Integer({ minimum: 0, maximum: 86400, default: 300 }),
+  CHECK_ORG_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600 }),
+  CHECK_TOTAL_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 6000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),

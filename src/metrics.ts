@@ -13,7 +13,7 @@ export interface Metrics {
 }
 
 /** One registry per app instance, so that tests can run several apps in one process. */
-export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Metrics {
+export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'parked'>): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const received = new Counter({ name: 'cloudoreg_events_received_total', help: 'Events stored in the inbox, by type', labelNames: ['type'], registers: [registry] })
@@ -27,6 +27,7 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Met
 
   const inboxStats = stats.inbox
   const outboxStats = stats.outbox
+  const parkedStats = stats.parked
   const fromStats = (name: string, help: string, stats: () => Promise<{ n: number, age: number }>, field: 'n' | 'age'): void => {
     new Gauge({ name, help, registers: [registry], async collect () { this.set((await stats())[field]) } }) // eslint-disable-line no-new
   }
@@ -34,6 +35,7 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Met
   fromStats('cloudoreg_inbox_oldest_pending_age_seconds', 'Age of the oldest event not yet ended', inboxStats, 'age')
   fromStats('cloudoreg_outbox_unsent', 'Status messages not yet sent', outboxStats, 'n')
   fromStats('cloudoreg_outbox_oldest_unsent_age_seconds', 'Age of the oldest status message not yet sent', outboxStats, 'age')
+  fromStats('cloudoreg_outbox_parked', 'Status messages parked as undeliverable, waiting for an operator', parkedStats, 'n')
 
   return {
     registry,

@@ -128,15 +128,18 @@ t.test('fixture events consumed from the event topic: the same outcomes as pushe
   t.match(await source7(stack), { state: 'registered', aws_account_id: '210987654321', mapped: true })
 
   // Pause: nothing verified or reported; unpause: verified and reported.
+  stack.sources.setPaused('42', true)
   await produceFixture(producer, 'application-pause')
   await settled(stack, 5)
   t.match(await source7(stack), { state: 'paused', mapped: true })
+  stack.sources.setPaused('42', false)
   await produceFixture(producer, 'application-unpause')
   await settled(stack, 6)
   t.match(await source7(stack), { state: 'registered' })
   await stack.status!.waitFor(m => m.length >= 3, 30_000)
 
   // The deletion: the mapping removed once, nothing reported; the noise sources-api emits is ignored.
+  stack.sources.removeApplication('42')
   for (const name of ['app-auth-destroy', 'application-destroy', 'source-destroy', 'authentication-destroy', 'application-update', 'records-update']) {
     await produceFixture(producer, name)
   }

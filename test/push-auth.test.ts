@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -9,7 +9,7 @@ import { buildApp } from '../src/app.js'
 import { assertProductionReady, loadConfig } from '../src/config.js'
 import { verifyWebhookSignature } from '../src/plugins/app/auth.js'
 import { readFixture } from './helpers/fixtures.js'
-import { freePort, startBareApp } from './helpers/stack.js'
+import { freePort, identities, startBareApp } from './helpers/stack.js'
 
 const signed = readFixture('events/app-auth-create.signed-standard-webhooks.json')
 const SECRET: string = signed.secret
@@ -76,12 +76,16 @@ t.test('an open push route warns once at start, unless PUSH_AUTH=none says it is
   t.equal(logs.filter(l => l.includes('the push route accepts anyone')).length, 1)
 })
 
-t.test('AVAILABILITY_CHECK_TOKEN, when set, is required besides the tenant', async t => {
+t.test('the availability check takes what sources-api sends, never an Authorization header; AVAILABILITY_CHECK_TOKEN is gone', async t => {
+  // A deployment that still sets it must not silently refuse every re-check.
   const app = await startBareApp(t, { AVAILABILITY_CHECK_TOKEN: 'check-token-123' })
-  const check = (headers: Record<string, string>): Promise<LightMyRequestResponse> => app.inject({
-    method: 'POST', url: '/internal/api/cloudoreg/v1/availability_status', headers: { 'content-type': 'application/json', ...headers }, payload: '{"source_id":"7"}'
+  const check = (path: string, headers: Record<string, string>): Promise<LightMyRequestResponse> => app.inject({
+    method: 'POST', url: path, headers: { 'content-type': 'application/json;charset=utf-8', ...headers }, payload: '{"source_id":"7"}'
   })
-  t.equal((await check({ 'x-rh-sources-org-id': '7654321' })).statusCode, 401)
-  t.equal((await check({ 'x-rh-sources-org-id': '7654321', authorization: 'Bearer check-token-123' })).statusCode, 204)
-  t.equal((await check({ authorization: 'Bearer check-token-123' })).statusCode, 401, 'the token alone is not a tenant')
+  for (const path of ['/internal/api/cloudoreg/v1/availability_status', '/internal/api/cloudigrade/v1/availability_status']) {
+    // sources-api-go's availability checker: identity, org id, account number (empty when the tenant has none), content type.
+    t.equal((await check(path, { 'x-rh-identity': identities.base64.system_7654321, 'x-rh-sources-org-id': '7654321', 'x-rh-sources-account-number': '' })).statusCode, 204, path)
+    t.equal((await check(path, {})).statusCode, 401, `${path}: no tenant`)
+  }
+  t.notMatch(readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8'), /AVAILABILITY_CHECK_TOKEN/)
 })

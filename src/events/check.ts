@@ -3,7 +3,11 @@ import type { Tenant } from '../identity.js'
 import { CHECK_EVENT, type IncomingEvent } from './event.js'
 import { sourceKey } from './keys.js'
 
-/** A re-verification of a source, queued like any pushed event so that it runs behind the source's others. */
+/**
+ * A re-verification of a source, queued like any pushed event so that it runs behind the source's others.
+ * sources-api's checks of one source within a minute are one delivery: the first is stored, the others
+ * are its duplicates. An operator's always runs.
+ */
 export function checkEvent (tenant: Tenant, sourceId: string, requestedBy: 'sources-api' | 'operator'): IncomingEvent {
   return {
     eventType: CHECK_EVENT,
@@ -11,7 +15,7 @@ export function checkEvent (tenant: Tenant, sourceId: string, requestedBy: 'sour
     accountNumber: tenant.accountNumber,
     body: { source_id: sourceId, requested_by: requestedBy },
     queueKey: sourceKey(sourceId),
-    dedupeKey: `check:${randomUUID()}`,
+    dedupeKey: requestedBy === 'sources-api' ? `check:${tenant.orgId}:${sourceId}` : `check:${randomUUID()}`,
     dedupeTtlMs: 60_000,
     deliveryId: null
   }

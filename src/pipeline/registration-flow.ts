@@ -1,4 +1,5 @@
 import type { RoleVerifier } from '../aws/sts.js'
+import type { Tenant } from '../identity.js'
 import { isAccountTakenError, type RhsmClient } from '../rhsm/client.js'
 import type { SourcesClient } from '../sources/client.js'
 import { errorText, type ErrorCode } from './error-codes.js'
@@ -58,6 +59,46 @@ export function unavailable (base: RegistrationWrite, code: ErrorCode, extra?: s
   }
 }
 
+export function tenantOf (r: Registration): Tenant {
+  return { orgId: r.orgId, accountNumber: r.accountNumber }
+}
+
+export const REFUSED = 'refused: the application belongs to another org; nothing changed'
+
+/**
+ * An event acts only on a registration of its own org: another org's is a no-op, logged, and
+ * written into the registration org's history (null when the event may go on).
+ */
+export function refusedIfForeign (r: Registration, ctx: EventContext): Outcome | null {
+  if (r.orgId === ctx.tenant.orgId) return null
+  ctx.log.warn({ applicationId: r.applicationId, registrationOrg: r.orgId, eventOrg: ctx.tenant.orgId }, 'event refused: its org does not own the application')
+  return {
+    note: REFUSED,
+    audit: { orgId: r.orgId, applicationId: r.applicationId, sourceId: r.sourceId, action: 'refused', detail: `${ctx.event.eventType} from another org refused; nothing changed` }
+  }
+}
+
+/** What sources-api, asked as `tenant`, says of an application: destruction is acted on only once confirmed. */
+export async function applicationState (deps: FlowDeps, applicationId: string, tenant: Tenant): Promise<'gone' | 'paused' | 'active'> {
+  try {
+    return (await deps.sources.getApplication(applicationId, tenant)).paused ? 'paused' : 'active'
+  } catch (err) {
+    if (isNotFound(err)) return 'gone'
+    throw err
+  }
+}
+
+/** Whether sources-api, asked as the registration's tenant, no longer links its authentication to its application. */
+export async function linkGone (deps: FlowDeps, r: Registration): Promise<boolean> {
+  if (r.authenticationId === null) return true
+  try {
+    return !(await deps.sources.authenticationsOfApplication(r.applicationId, tenantOf(r))).includes(r.authenticationId)
+  } catch (err) {
+    if (isNotFound(err)) return true
+    throw err
+  }
+}
+
 /** Removes the RHSM mapping a registration holds; `removed` afterwards. */
 export async function removeMapping (deps: FlowDeps, r: Registration, ctx: EventContext): Promise<Outcome> {
   if (r.mapped) await deps.rhsm.removeSourceAccounts({ orgId: r.orgId, sourceId: r.sourceId })
@@ -86,7 +127,9 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
   const { tenant } = ctx
   const { applicationId, authenticationId } = link
   // The tombstone and the registration in one query, before any upstream call.
-  const { destroyed, registration: existing } = await deps.registrations.findApplication(applicationId)
+  const { destroyed, registration: existing } = await deps.registrations.findApplication(applicationId, tenant.orgId)
+  const refused = existing === null ? null : refusedIfForeign(existing, ctx)
+  if (refused !== null) return refused
   if (destroyed) return { note: 'application was destroyed; not mapped again' }
 
   const cloudMeterTypeId = await deps.sources.cloudMeterTypeId(tenant)
@@ -98,6 +141,8 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
     throw err
   }
   if (application.applicationTypeId !== cloudMeterTypeId) return { note: 'not a cloud-meter application' }
+  // An unpause that sources-api does not confirm (a later pause, or a forged unpause) changes nothing.
+  if (existing?.state === 'paused' && link.whilePaused === 'verify' && application.paused) return { note: 'still paused in sources-api' }
 
   const base = baseRegistration(ctx, applicationId, application.sourceId, authenticationId, existing)
   ctx.memo.base = base
@@ -157,6 +202,8 @@ export async function gaveUp (deps: FlowDeps, ctx: EventContext, applicationId: 
   if (base === undefined) {
     const existing = applicationId === '' ? null : await deps.registrations.findByApplication(applicationId)
     if (existing === null) return { note: 'gave up before learning the application' }
+    const refused = refusedIfForeign(existing, ctx)
+    if (refused !== null) return refused
     base = asWrite(existing, ctx.attempt)
   }
   return unavailable({ ...base, attempts: ctx.attempt }, 'CR5000')

@@ -1,12 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
-import type { Outbox, StatusMessage } from '../store/outbox.js'
+import type { Outbox, StatusFailure, StatusMessage, StatusRetry } from '../store/outbox.js'
 
 export interface StatusSink {
   name: string
-  /** Resolves only once every message was accepted (e.g. acknowledged by the broker). */
-  send: (messages: StatusMessage[]) => Promise<void>
+  /**
+   * Resolves once every message was accepted (e.g. acknowledged by the broker), except those it
+   * names as failed; rejects when the sink itself is unreachable (nothing is then blamed on a message).
+   */
+  send: (messages: StatusMessage[]) => Promise<StatusFailure[] | undefined | void>
   close: () => Promise<void>
 }
 
@@ -17,6 +20,8 @@ export interface StatusRelayOptions {
   /** How often to look for unsent rows without being woken (rows left by a crash, failed sends). */
   pollMs: number
   batchSize?: number
+  /** Sends of a failed message before it is parked, and the delay between them. */
+  retry: StatusRetry
 }
 
 export interface StatusRelay {
@@ -56,7 +61,17 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
     while (!stopped) {
       woken = false
       try {
-        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => { await o.sink.send(batch) })
+        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => {
+          const failures = await o.sink.send(batch) ?? []
+          const byId = new Map(batch.map(m => [m.id, m]))
+          for (const f of failures) {
+            const m = byId.get(f.id)!
+            const parked = f.permanent || m.attempts + 1 >= o.retry.maxAttempts
+            o.log.warn({ statusId: m.id, applicationId: m.applicationId, attempts: m.attempts + 1, error: f.error, sink: o.sink.name },
+              parked ? 'status message parked: an operator can retry it (GET /internal/v1/status-messages/parked)' : 'status message not delivered; will retry')
+          }
+          return failures
+        }, o.retry)
         if (sent === 0) {
           if (draining) return
           await idle(o.pollMs)

@@ -67,10 +67,12 @@ export interface Inbox {
   /** Called after each commit that stored new events. */
   onAppend: (listener: () => void) => void
   scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string) => Promise<void>
+  /** Whether an event of this type and org is pending on the queue (availability checks are coalesced). */
+  hasPending: (orgId: string, queueKey: string, eventType: string) => Promise<boolean>
   /** Ends events no handler acts on; every other end goes through recordOutcome. */
   markIgnored: (ids: number[], outcome: string) => Promise<void>
   deadLetters: (limit: number, offset: number) => Promise<{ count: number, data: EventRecord[] }>
-  /** The events of an org that ran on any of these queue keys, oldest first. */
+  /** The events of an org that ran on any of these queue keys, and those refused on its registrations, oldest first. */
   eventsOf: (orgId: string, queueKeys: string[], limit: number) => Promise<EventRecord[]>
   /**
    * Appends a copy of an ended event as a new event (at the end of its source's
@@ -195,8 +197,13 @@ export function createInbox (pool: pg.Pool): Inbox {
       return { count: count.rows[0].n, data: rows.map(toRecord) }
     },
     async eventsOf (orgId, queueKeys, limit) {
+      // The org's own events, and other orgs' events refused on its registrations (its audit lines).
       const { rows } = await pool.query(
-        `select ${RECORD_COLUMNS} from inbox where org_id = $1 and queue_key = any($2::text[]) order by id limit $3`, [orgId, queueKeys, limit])
+        `select ${RECORD_COLUMNS} from inbox where org_id = $1 and queue_key = any($2::text[])
+         union
+         select ${RECORD_COLUMNS.split(', ').map(c => `i.${c}`).join(', ')} from inbox i join registration_audit a on a.event_id = i.id
+         where a.org_id = $1 and i.queue_key = any($2::text[])
+         order by id limit $3`, [orgId, queueKeys, limit])
       return rows.map(toRecord)
     },
     async replay (id) {
@@ -216,6 +223,14 @@ export function createInbox (pool: pg.Pool): Inbox {
         dedupeTtlMs: 60_000
       }])
       return copy
+    },
+    async hasPending (orgId, queueKey, eventType) {
+      const { rowCount } = await pool.query({
+        name: 'inbox-has-pending',
+        text: 'select 1 from inbox where queue_key = $1 and org_id = $2 and state = \'pending\' and event_type = $3 limit 1',
+        values: [queueKey, orgId, eventType]
+      })
+      return rowCount === 1
     },
     async markIgnored (ids, outcome) {
       await pool.query(

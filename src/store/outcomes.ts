@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { insertStatus, type StatusWrite } from './outbox.js'
 import { withTransaction } from './transaction.js'
-import { insertTombstone, upsertRegistration, type RegistrationWrite, type Tombstone } from './registrations.js'
+import { insertAudit, insertTombstone, upsertRegistration, type AuditWrite, type RegistrationWrite, type Tombstone } from './registrations.js'
 
 /** What handling one event decided. Written in one transaction with the event's end. */
 export interface Outcome {
@@ -11,6 +11,8 @@ export interface Outcome {
   status?: StatusWrite
   /** The application was destroyed: a late create must never map it again. */
   tombstone?: Tombstone
+  /** A line for the registration org's history (e.g. another org's event refused); `eventId` is filled in. */
+  audit?: Omit<AuditWrite, 'eventId'>
 }
 
 export interface EventEnd {
@@ -38,6 +40,7 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
     if (outcome.registration) await upsertRegistration(client, outcome.registration, end.eventId)
     if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber)
     if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
+    if (outcome.audit) await insertAudit(client, { ...outcome.audit, eventId: end.eventId })
     const ended = await client.query(
       'update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now() where id = $1 and state = \'pending\'',
       [end.eventId, end.state, outcome.note, end.attempts])

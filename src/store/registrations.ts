@@ -60,7 +60,7 @@ const UPSERT = `insert into registrations (application_id, source_id, authentica
 
 // One row whatever exists: the tombstone flag, and the registration's columns (null without one).
 const BY_APPLICATION_WITH_TOMBSTONE = `
-select exists (select 1 from destroyed_applications where application_id = $1) as destroyed, r.*
+select exists (select 1 from destroyed_applications where application_id = $1 and org_id = $2) as destroyed, r.*
 from (select 1) one
 left join (select ${COLUMNS} from registrations where application_id = $1) r on true`
 
@@ -94,8 +94,32 @@ export interface Tombstone {
 
 export async function insertTombstone (db: pg.ClientBase, t: Tombstone): Promise<void> {
   await db.query(
-    'insert into destroyed_applications (application_id, source_id, org_id) values ($1, $2, $3) on conflict (application_id) do nothing',
+    'insert into destroyed_applications (application_id, source_id, org_id) values ($1, $2, $3) on conflict do nothing',
     [t.applicationId, t.sourceId, t.orgId])
+}
+
+/**
+ * A line of a registration's history that is not one of its org's events: another org's event
+ * refused on it, a tombstone lifted by an operator. Written with what it records, in one transaction.
+ */
+export interface AuditWrite {
+  /** The registration's org: the one that sees the line. */
+  orgId: string
+  applicationId: string
+  sourceId: string | null
+  eventId: number | null
+  action: 'refused' | 'tombstone_lifted'
+  detail: string
+}
+
+export interface AuditRecord extends AuditWrite {
+  at: Date
+}
+
+export async function insertAudit (db: pg.ClientBase, a: AuditWrite): Promise<void> {
+  await db.query(
+    'insert into registration_audit (org_id, application_id, source_id, event_id, action, detail) values ($1, $2, $3, $4, $5, $6)',
+    [a.orgId, a.applicationId, a.sourceId, a.eventId, a.action, a.detail])
 }
 
 /** Who else holds this AWS account or role: the duplicate rules of the lifecycle. */
@@ -103,13 +127,20 @@ export type Conflict = 'CR4001' | 'CG1001' | null
 
 export interface Registrations {
   findByApplication: (applicationId: string) => Promise<Registration | null>
-  /** The application's registration, and whether it was destroyed (a tombstone), in one query. */
-  findApplication: (applicationId: string) => Promise<{ destroyed: boolean, registration: Registration | null }>
+  /** The application's registration, and whether the org destroyed it (a tombstone), in one query. */
+  findApplication: (applicationId: string, orgId: string) => Promise<{ destroyed: boolean, registration: Registration | null }>
   findConflict: (r: { applicationId: string, orgId: string, awsAccountId: string, roleArn: string }) => Promise<Conflict>
   findBySource: (orgId: string, sourceId: string) => Promise<Registration | null>
   /** For operators, who act across orgs. */
   findBySourceInAnyOrg: (sourceId: string) => Promise<Registration | null>
   list: (q: RegistrationQuery) => Promise<{ count: number, data: Registration[] }>
+  /** The audit lines of an org's application, oldest first. */
+  auditOf: (orgId: string, applicationId: string, limit: number) => Promise<AuditRecord[]>
+  /**
+   * Operators: removes the application's tombstones (of one org, or of every org), each with an
+   * audit line in its org's history; returns the tombstones lifted.
+   */
+  liftTombstones: (applicationId: string, orgId: string | undefined, detail: string) => Promise<Tombstone[]>
 }
 
 export function createRegistrations (pool: pg.Pool): Registrations {
@@ -118,8 +149,8 @@ export function createRegistrations (pool: pg.Pool): Registrations {
       const { rows } = await pool.query({ name: 'registrations-by-application', text: `select ${COLUMNS} from registrations where application_id = $1`, values: [applicationId] })
       return rows.length > 0 ? toRegistration(rows[0]) : null
     },
-    async findApplication (applicationId) {
-      const { rows: [row] } = await pool.query({ name: 'registrations-by-application-with-tombstone', text: BY_APPLICATION_WITH_TOMBSTONE, values: [applicationId] })
+    async findApplication (applicationId, orgId) {
+      const { rows: [row] } = await pool.query({ name: 'registrations-by-application-with-tombstone', text: BY_APPLICATION_WITH_TOMBSTONE, values: [applicationId, orgId] })
       return { destroyed: row.destroyed, registration: row.application_id === null ? null : toRegistration(row) }
     },
     async findConflict ({ applicationId, orgId, awsAccountId, roleArn }) {
@@ -145,6 +176,38 @@ export function createRegistrations (pool: pg.Pool): Registrations {
          order by length(source_id), source_id, application_id limit $${params.length + 1} offset $${params.length + 2}`,
         [...params, limit, offset])
       return { count: Number(count.rows[0].count), data: rows.map(toRegistration) }
+    },
+    async auditOf (orgId, applicationId, limit) {
+      const { rows } = await pool.query(
+        `select org_id, application_id, source_id, event_id, action, detail, at from registration_audit
+         where org_id = $1 and application_id = $2 order by id limit $3`, [orgId, applicationId, limit])
+      return rows.map(r => ({
+        orgId: r.org_id,
+        applicationId: r.application_id,
+        sourceId: r.source_id,
+        eventId: r.event_id === null ? null : Number(r.event_id),
+        action: r.action,
+        detail: r.detail,
+        at: r.at
+      }))
+    },
+    async liftTombstones (applicationId, orgId, detail) {
+      const client = await pool.connect()
+      try {
+        await client.query('begin')
+        const { rows } = await client.query<{ application_id: string, source_id: string | null, org_id: string }>(
+          'delete from destroyed_applications where application_id = $1 and ($2::text is null or org_id = $2) returning application_id, source_id, org_id',
+          [applicationId, orgId ?? null])
+        const lifted = rows.map(r => ({ applicationId: r.application_id, sourceId: r.source_id, orgId: r.org_id }))
+        for (const t of lifted) await insertAudit(client, { ...t, eventId: null, action: 'tombstone_lifted', detail })
+        await client.query('commit')
+        return lifted
+      } catch (err) {
+        await client.query('rollback').catch(() => {})
+        throw err
+      } finally {
+        client.release()
+      }
     }
   }
 }

@@ -17,7 +17,7 @@ declare module 'fastify' {
       internal: Check
       /** The status API: `x-rh-identity` → `request.tenant`. */
       identity: Check
-      /** sources-api's availability check: its tenant headers, else its identity → `request.tenant`. */
+      /** sources-api's availability check: its tenant headers, else its identity → `request.tenant` (sources-api sends no credential). */
       sourcesCaller: Check
     }
   }
@@ -117,9 +117,6 @@ async function auth (app: FastifyInstance): Promise<void> {
     async sourcesCaller (request, reply) {
       const tenant = sourcesTenant(request.headers)
       if (tenant === null) return sendProblem(reply, 401, 'needs x-rh-sources-org-id or an x-rh-identity with an org_id')
-      if (config.AVAILABILITY_CHECK_TOKEN !== undefined && !carriesToken(request, [config.AVAILABILITY_CHECK_TOKEN])) {
-        return sendProblem(reply, 401, 'needs Authorization: Bearer <AVAILABILITY_CHECK_TOKEN>', { 'www-authenticate': 'Bearer' })
-      }
       request.tenant = tenant
     }
   })

@@ -8,6 +8,7 @@ import { createRoleVerifier } from '../../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../../config.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
 import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
+import { backoffDelay } from '../../backoff.js'
 import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
 import { createSourcesClient } from '../../sources/client.js'
 import { kafkaConnection } from '../../kafka/client.js'
@@ -54,8 +55,17 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     http: () => httpStatusSink(sources),
     none: () => noStatusSink
   }
-  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
-  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  // Random over the upper half, so that the retries of many sources spread out.
+  const eventBackoff = { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
+  const relay = createStatusRelay({
+    outbox: app.store.outbox,
+    sink: sinks[config.statusSink](),
+    log: app.log,
+    pollMs: 2000,
+    // A message that cannot be delivered is sent again with the events' backoff, then parked.
+    retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
+  })
+  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   const scheduler = createScheduler({
     inbox: app.store.inbox,
@@ -67,11 +77,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
-    retry: {
-      maxAttempts: config.RETRY_MAX_ATTEMPTS,
-      // Random over the upper half, so that the retries of many sources spread out.
-      backoff: { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
-    },
+    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, backoff: eventBackoff },
     log: app.log,
     metrics: app.metrics
   })
