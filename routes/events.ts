@@ -1,14 +1,36 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { pushIsOpen, type Config } from '../src/config.js'
-import { carriesToken, verifyWebhookSignature } from '../src/ingress/credentials.js'
+import { pushIsOpen, pushRouteServed, type Config } from '../src/config.js'
+import { pushCredentialBeforeBody, verifyWebhookSignature, type PushChannel } from '../src/ingress/credentials.js'
 import { normalisePush } from '../src/ingress/normalise.js'
 import { sendProblem } from '../src/plugins/problem.js'
+import { InboxBusy } from '../src/store/inbox.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
+/** A delivery id is the sender's text: log enough of it to find the delivery, never all of it. */
+const LOGGED_ID_LENGTH = 64
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** How this push authenticated; `unverified` until its signature is checked against the body. */
+    pushChannel: PushChannel | 'unverified' | null
+  }
+}
+
+function refuse (reply: FastifyReply): FastifyReply {
+  // Close the connection: whatever body the caller goes on sending is not worth reading.
+  reply.header('connection', 'close')
+  return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
+    { 'www-authenticate': 'Bearer' })
+}
 
 export default async function events (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  if (!pushRouteServed(config)) {
+    app.log.info('the push route is off: KAFKA_CONSUME reads the event topic and no push credential is configured')
+    return
+  }
+  app.decorateRequest('pushChannel', null)
   // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
   // the event for good, so every body is taken raw and the push format decides how to read it.
   app.removeAllContentTypeParsers()
@@ -39,23 +61,30 @@ export default async function events (app: FastifyInstance, { config }: { config
         503: ProblemRef
       }
     },
+    // Before the body is read: a push without the token or signature headers costs no more than its headers.
+    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+      request.pushChannel = pushCredentialBeforeBody(request, config)
+      if (request.pushChannel === null) return refuse(reply)
+    },
     // After parsing: a Standard Webhooks signature covers the raw body.
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (pushIsOpen(config)) return
-      if (carriesToken(request, [config.PUSH_TOKEN])) return
-      if (config.PUSH_WEBHOOK_SECRET !== undefined && Buffer.isBuffer(request.body) &&
-          verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET)) return
-      return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
-        { 'www-authenticate': 'Bearer' })
+      if (request.pushChannel !== 'unverified') return
+      if (!Buffer.isBuffer(request.body) || !verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET!)) return refuse(reply)
+      request.pushChannel = 'signed'
     }
   }, async (request, reply) => {
-    const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })
+    const channel = request.pushChannel as PushChannel
+    const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }, channel)
     if (!result.ok) return sendProblem(reply, 400, result.detail)
     let ids
     try {
       ids = await app.store.inbox.append(result.events)
     } catch (err) {
       // Nothing was stored; the bridge retries a 503 later.
+      if (err instanceof InboxBusy) {
+        request.log.warn({ reason: err.message }, 'push shed')
+        return sendProblem(reply, 503, `${err.message}; retry later`, { 'retry-after': '5' })
+      }
       request.log.error({ err }, 'storing pushed events failed')
       return sendProblem(reply, 503, 'the event store is unavailable; retry later', { 'retry-after': '5' })
     }
@@ -65,7 +94,8 @@ export default async function events (app: FastifyInstance, { config }: { config
       stored++
       app.metrics.eventsReceived(event.eventType)
     })
-    request.log.info({ stored, duplicates: ids.length - stored, deliveryIds: result.events.map(e => e.deliveryId).filter(Boolean).slice(0, 10) }, 'events pushed')
+    const deliveryIds = result.events.map(e => e.deliveryId).filter(id => id !== null).slice(0, 10).map(id => id.slice(0, LOGGED_ID_LENGTH))
+    request.log.info({ stored, duplicates: ids.length - stored, channel, deliveryIds }, 'events pushed')
     return reply.code(stored > 0 ? 202 : 200).send()
   })
 }

@@ -21,16 +21,19 @@ const DeadLetter = Type.Object({
   finished_at: Nullable(Type.String({ format: 'date-time' }))
 })
 
-const security: Array<Record<string, string[]>> = [{ bearer: [] }, { dapr: [] }]
+const security: Array<Record<string, string[]>> = [{ bearer: [] }]
 
-/** Repair: what gave up, and how to run it again. INTERNAL_TOKEN or the push token; never an identity alone. */
+/**
+ * Repair: what gave up, and how to run it again. INTERNAL_TOKEN only: not the push token (a bridge
+ * may push, not replay or re-verify), never an identity.
+ */
 export default async function operator (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (config.INTERNAL_TOKEN === undefined && config.PUSH_TOKEN === undefined) {
-      return sendProblem(reply, 401, 'operator routes are closed until INTERNAL_TOKEN (or PUSH_TOKEN) is configured')
+    if (config.INTERNAL_TOKEN === undefined) {
+      return sendProblem(reply, 401, 'operator routes are closed until INTERNAL_TOKEN is configured')
     }
-    if (!carriesToken(request, [config.INTERNAL_TOKEN, config.PUSH_TOKEN])) {
+    if (!carriesToken(request, [config.INTERNAL_TOKEN])) {
       return sendProblem(reply, 401, 'needs Authorization: Bearer <INTERNAL_TOKEN>', { 'www-authenticate': 'Bearer' })
     }
   })

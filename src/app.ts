@@ -7,6 +7,8 @@ import type { Config } from './config.js'
 import { REDACTED_PATHS } from './log.js'
 import kafkaConsumer from './plugins/kafka-consumer.js'
 import loadShedding from './plugins/load-shedding.js'
+import requestBounds from './plugins/request-bounds.js'
+import { boundServer } from './plugins/extra-listener.js'
 import metrics from './plugins/metrics.js'
 import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
 import pipeline from './plugins/pipeline.js'
@@ -53,9 +55,11 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
     // The shutdown plugin answers with Retry-After, and from the start of the drain.
     return503OnClosing: false
   })
+  boundServer(app.server, config)
 
   await app.register(problem)
   await app.register(shutdown)
+  await app.register(requestBounds, { config })
   await app.register(pushPort, { config })
   await app.register(store, { config })
   await app.register(metrics, { config })

@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import { pushIsOpen, webhookKey, type Config } from '../config.js'
 
 function sameSecret (given: string, expected: string): boolean {
   // Hashing first makes the comparison constant-time whatever the lengths.
@@ -32,12 +33,11 @@ const WEBHOOK_TOLERANCE_S = 5 * 60
  * five minutes of now.
  */
 export function verifyWebhookSignature (headers: Record<string, string | string[] | undefined>, body: Buffer, secret: string, nowMs = Date.now()): boolean {
-  const id = headers['webhook-id']
-  const timestamp = headers['webhook-timestamp']
-  const signatures = headers['webhook-signature']
-  if (typeof id !== 'string' || typeof timestamp !== 'string' || typeof signatures !== 'string') return false
-  if (!/^\d{1,12}$/.test(timestamp) || Math.abs(nowMs / 1000 - Number(timestamp)) > WEBHOOK_TOLERANCE_S) return false
-  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64')
+  if (!carriesFreshSignature(headers, nowMs)) return false
+  const id = headers['webhook-id'] as string
+  const timestamp = headers['webhook-timestamp'] as string
+  const signatures = headers['webhook-signature'] as string
+  const key = webhookKey(secret)
   const expected = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest()
   let valid = false
   for (const entry of signatures.split(' ')) {
@@ -47,4 +47,29 @@ export function verifyWebhookSignature (headers: Record<string, string | string[
     if (given.length === expected.length && timingSafeEqual(given, expected)) valid = true
   }
   return valid
+}
+
+/** The three Standard Webhooks headers, with a timestamp within the tolerance: worth reading the body to verify. */
+function carriesFreshSignature (headers: Record<string, string | string[] | undefined>, nowMs = Date.now()): boolean {
+  const { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signatures } = headers
+  if (typeof id !== 'string' || typeof timestamp !== 'string' || typeof signatures !== 'string') return false
+  return /^\d{1,12}$/.test(timestamp) && Math.abs(nowMs / 1000 - Number(timestamp)) <= WEBHOOK_TOLERANCE_S
+}
+
+/**
+ * How a push authenticated, which is also the channel its dedupe keys belong to: `token` (bearer or
+ * dapr-api-token), `signed` (Standard Webhooks), `open` (no push authentication configured).
+ */
+export type PushChannel = 'token' | 'signed' | 'open'
+
+/**
+ * Decided from the headers alone, before any of the body is read: a push with neither the token nor
+ * fresh signature headers is `null` (refuse it now); `unverified` still needs its signature checked
+ * against the body.
+ */
+export function pushCredentialBeforeBody (request: FastifyRequest, config: Config): PushChannel | 'unverified' | null {
+  if (pushIsOpen(config)) return 'open'
+  if (carriesToken(request, [config.PUSH_TOKEN])) return 'token'
+  if (config.PUSH_WEBHOOK_SECRET !== undefined && carriesFreshSignature(request.headers)) return 'unverified'
+  return null
 }

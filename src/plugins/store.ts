@@ -22,18 +22,23 @@ declare module 'fastify' {
   }
 }
 
+/** Ten full group commits: enough for any burst a bridge sends, and a few MB of memory at most. */
+const MAX_QUEUED_EVENTS = 20_000
+
 async function store (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const db = await openDatabase({
     databaseUrl: config.DATABASE_URL,
     caPath: config.DATABASE_CA_PATH,
     dataDir: config.DATA_DIR,
     embeddedPort: config.EMBEDDED_PG_PORT,
+    poolSize: config.DATABASE_POOL_SIZE,
+    timeoutMs: config.DATABASE_TIMEOUT_MS,
     log: app.log
   })
   app.decorate('store', {
     pool: db.pool,
     embedded: db.embedded,
-    inbox: createInbox(db.pool),
+    inbox: createInbox(db.pool, { maxQueuedEvents: MAX_QUEUED_EVENTS, maxWaitMs: config.DATABASE_TIMEOUT_MS }),
     outbox: createOutbox(db.pool),
     registrations: createRegistrations(db.pool)
   })
