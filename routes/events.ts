@@ -49,8 +49,9 @@ export default async function events (app: FastifyInstance, { config }: { config
       description: 'Accepts sources-native pushes (event in the body, Kafka headers as HTTP headers), CloudEvents binary ' +
         '(Knative KafkaSource, no Content-Type needed), CloudEvents structured and batch, and Strimzi-style record batches. ' +
         'Replies 202 once every new event is durably stored, 200 when all were already stored (a redelivery). ' +
-        'When PUSH_TOKEN or PUSH_WEBHOOK_SECRET is set, a push must carry the token (bearer or dapr-api-token) or a valid ' +
-        'Standard Webhooks signature (webhook-id, webhook-timestamp within 5 minutes, webhook-signature v1).',
+        'When PUSH_TOKEN or PUSH_WEBHOOK_SECRET is set, a push must carry the token (bearer or dapr-api-token), checked before ' +
+        'the body is read, or a valid Standard Webhooks signature (webhook-id, webhook-timestamp within 5 minutes, webhook-signature v1) ' +
+        'over a body that carries the whole event: CloudEvents structured or batch, or a record batch.',
       security: [{ bearer: [] }, { dapr: [] }, {}],
       response: {
         200: { description: 'All events were already stored (redelivery)', type: 'null' },
