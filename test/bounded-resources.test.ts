@@ -33,7 +33,12 @@ function recordBatch (offset: number, count: number, type?: (i: number) => strin
 
 t.test('20,000 made-up event types: /metrics names the known types and `other`, nothing else', async t => {
   for (let batch = 0; batch < 20; batch++) {
-    t.equal((await push(recordBatch(batch * 1000, 1000, i => `Made.up${i}`))).statusCode, 202)
+    // Resent while shed (503), as a bridge would: a loaded machine can trip the event-loop check.
+    const res = await eventually(async () => {
+      const r = await push(recordBatch(batch * 1000, 1000, i => `Made.up${i}`))
+      return r.statusCode === 503 ? undefined : r
+    }, 60_000, 'the batch to be taken')
+    t.equal(res.statusCode, 202)
   }
   t.equal((await push(recordBatch(50_000, 1))).statusCode, 202)
   const res = await app.inject({ method: 'GET', url: '/metrics' })
