@@ -1,44 +1,24 @@
-import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { pushIsOpen, pushRouteServed, type Config } from '../src/config.js'
-import { pushCredentialBeforeBody, verifyWebhookSignature, type PushChannel } from '../src/ingress/credentials.js'
+import type { FastifyInstance } from 'fastify'
+import { pushRouteServed } from '../src/config.js'
+import type { PushChannel } from '../src/events/event.js'
 import { normalisePush } from '../src/ingress/normalise.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
+import { ProblemRef } from '../src/schemas.js'
 import { InboxBusy } from '../src/store/inbox.js'
 
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
 /** A delivery id is the sender's text: log enough of it to find the delivery, never all of it. */
 const LOGGED_ID_LENGTH = 64
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** How this push authenticated; `unverified` until its signature is checked against the body. */
-    pushChannel: PushChannel | 'unverified' | null
-  }
-}
-
-function refuse (reply: FastifyReply): FastifyReply {
-  // Close the connection: whatever body the caller goes on sending is not worth reading.
-  reply.header('connection', 'close')
-  return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
-    { 'www-authenticate': 'Bearer' })
-}
-
-export default async function events (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
-  if (!pushRouteServed(config)) {
+export default async function events (app: FastifyInstance): Promise<void> {
+  if (!pushRouteServed(app.config)) {
     app.log.info('the push route is off: KAFKA_CONSUME reads the event topic and no push credential is configured')
     return
   }
-  app.decorateRequest('pushChannel', null)
   // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
   // the event for good, so every body is taken raw and the push format decides how to read it.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
-
-  if (pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
-    app.log.warn('the push route accepts anyone who can reach it: set PUSH_TOKEN or PUSH_WEBHOOK_SECRET, or PUSH_AUTH=none behind a network policy')
-  }
 
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
@@ -63,16 +43,9 @@ export default async function events (app: FastifyInstance, { config }: { config
       }
     },
     // Before the body is read: a push without the token or signature headers costs no more than its headers.
-    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-      request.pushChannel = pushCredentialBeforeBody(request, config)
-      if (request.pushChannel === null) return refuse(reply)
-    },
+    onRequest: app.auth.pushBeforeBody,
     // After parsing: a Standard Webhooks signature covers the raw body.
-    preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (request.pushChannel !== 'unverified') return
-      if (!Buffer.isBuffer(request.body) || !verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET!)) return refuse(reply)
-      request.pushChannel = 'signed'
-    }
+    preHandler: app.auth.push
   }, async (request, reply) => {
     const channel = request.pushChannel as PushChannel
     const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }, channel)

@@ -1,6 +1,7 @@
 import envSchema from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import { clowderEnv } from './clowder.js'
+import { ConfigError } from './config-error.js'
 
 /** Shorter tokens can be guessed or were never meant as secrets (32 characters: 192 bits in base64). */
 export const MIN_TOKEN_LENGTH = 32
@@ -71,10 +72,6 @@ const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema> & {
   kafkaBrokers: string[]
   statusSink: 'kafka' | 'http' | 'none'
-}
-
-export class ConfigError extends Error {
-  code = 'CLOUDOREG_CONFIG'
 }
 
 /**

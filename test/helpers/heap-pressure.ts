@@ -1,7 +1,7 @@
 // Run as a child process with a small --max-old-space-size: fills the heap past the shedding
 // threshold, then pushes once, and prints what the push was answered as JSON on stdout.
 import { getHeapStatistics } from 'node:v8'
-import { heapShedBytes } from '../../src/plugins/load-shedding.js'
+import { heapShedBytes } from '../../src/plugins/infrastructure/load-shedding.js'
 import { startBareApp } from './stack.js'
 
 const teardowns: Array<() => unknown> = []

@@ -2,7 +2,7 @@ import { Socket } from 'node:net'
 import { Transform } from 'node:stream'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import type { Config } from '../../config.js'
 
 type Limits = Pick<Config, 'MAX_BODY_BYTES_IN_FLIGHT' | 'HTTP_IDLE_TIMEOUT_MS'>
 
@@ -52,9 +52,9 @@ function bodyBudget (app: FastifyInstance, config: Limits): void {
   })
 }
 
-async function requestBounds (app: FastifyInstance, { config }: { config: Limits }): Promise<void> {
-  idleWhileHandling(app, config)
-  bodyBudget(app, config)
+async function requestBounds (app: FastifyInstance): Promise<void> {
+  idleWhileHandling(app, app.config)
+  bodyBudget(app, app.config)
 }
 
-export default fp(requestBounds, { name: 'request-bounds' })
+export default fp(requestBounds, { name: 'request-bounds', dependencies: ['config'] })
