@@ -2,13 +2,12 @@ import type { FastifyInstance } from 'fastify'
 import { pushRouteServed } from '../src/config.js'
 import type { PushChannel } from '../src/events/event.js'
 import { normalisePush } from '../src/ingress/normalise.js'
+import { loggedId } from '../src/log.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { ProblemRef } from '../src/schemas.js'
 import { InboxBusy } from '../src/store/inbox.js'
 
 const BODY_LIMIT = 4 * 1024 * 1024
-/** A delivery id is the sender's text: log enough of it to find the delivery, never all of it. */
-const LOGGED_ID_LENGTH = 64
 
 export default async function events (app: FastifyInstance): Promise<void> {
   if (!pushRouteServed(app.config)) {
@@ -68,7 +67,7 @@ export default async function events (app: FastifyInstance): Promise<void> {
       stored++
       app.metrics.eventsReceived(event.eventType)
     })
-    const deliveryIds = result.events.map(e => e.deliveryId).filter(id => id !== null).slice(0, 10).map(id => id.slice(0, LOGGED_ID_LENGTH))
+    const deliveryIds = result.events.map(e => e.deliveryId).filter(id => id !== null).slice(0, 10).map(loggedId)
     request.log.info({ stored, duplicates: ids.length - stored, channel, deliveryIds }, 'events pushed')
     return reply.code(stored > 0 ? 202 : 200).send()
   })
