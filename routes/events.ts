@@ -1,11 +1,19 @@
 import type { FastifyInstance } from 'fastify'
+import { pushRouteServed } from '../src/config.js'
+import type { PushChannel } from '../src/events/event.js'
 import { normalisePush } from '../src/ingress/normalise.js'
+import { loggedId } from '../src/log.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { ProblemRef } from '../src/schemas.js'
+import { InboxBusy } from '../src/store/inbox.js'
 
 const BODY_LIMIT = 4 * 1024 * 1024
 
 export default async function events (app: FastifyInstance): Promise<void> {
+  if (!pushRouteServed(app.config)) {
+    app.log.info('the push route is off: KAFKA_CONSUME reads the event topic and no push credential is configured')
+    return
+  }
   // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
   // the event for good, so every body is taken raw and the push format decides how to read it.
   app.removeAllContentTypeParsers()
@@ -20,8 +28,9 @@ export default async function events (app: FastifyInstance): Promise<void> {
       description: 'Accepts sources-native pushes (event in the body, Kafka headers as HTTP headers), CloudEvents binary ' +
         '(Knative KafkaSource, no Content-Type needed), CloudEvents structured and batch, and Strimzi-style record batches. ' +
         'Replies 202 once every new event is durably stored, 200 when all were already stored (a redelivery). ' +
-        'When PUSH_TOKEN or PUSH_WEBHOOK_SECRET is set, a push must carry the token (bearer or dapr-api-token) or a valid ' +
-        'Standard Webhooks signature (webhook-id, webhook-timestamp within 5 minutes, webhook-signature v1).',
+        'When PUSH_TOKEN or PUSH_WEBHOOK_SECRET is set, a push must carry the token (bearer or dapr-api-token), checked before ' +
+        'the body is read, or a valid Standard Webhooks signature (webhook-id, webhook-timestamp within 5 minutes, webhook-signature v1) ' +
+        'over a body that carries the whole event: CloudEvents structured or batch, or a record batch.',
       security: [{ bearer: [] }, { dapr: [] }, {}],
       response: {
         200: { description: 'All events were already stored (redelivery)', type: 'null' },
@@ -32,16 +41,23 @@ export default async function events (app: FastifyInstance): Promise<void> {
         503: ProblemRef
       }
     },
+    // Before the body is read: a push without the token or signature headers costs no more than its headers.
+    onRequest: app.auth.pushBeforeBody,
     // After parsing: a Standard Webhooks signature covers the raw body.
     preHandler: app.auth.push
   }, async (request, reply) => {
-    const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })
+    const channel = request.pushChannel as PushChannel
+    const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }, channel)
     if (!result.ok) return sendProblem(reply, 400, result.detail)
     let ids
     try {
       ids = await app.store.inbox.append(result.events)
     } catch (err) {
       // Nothing was stored; the bridge retries a 503 later.
+      if (err instanceof InboxBusy) {
+        request.log.warn({ reason: err.message }, 'push shed')
+        return sendProblem(reply, 503, `${err.message}; retry later`, { 'retry-after': '5' })
+      }
       request.log.error({ err }, 'storing pushed events failed')
       return sendProblem(reply, 503, 'the event store is unavailable; retry later', { 'retry-after': '5' })
     }
@@ -51,7 +67,8 @@ export default async function events (app: FastifyInstance): Promise<void> {
       stored++
       app.metrics.eventsReceived(event.eventType)
     })
-    request.log.info({ stored, duplicates: ids.length - stored, deliveryIds: result.events.map(e => e.deliveryId).filter(Boolean).slice(0, 10) }, 'events pushed')
+    const deliveryIds = result.events.map(e => e.deliveryId).filter(id => id !== null).slice(0, 10).map(loggedId)
+    request.log.info({ stored, duplicates: ids.length - stored, channel, deliveryIds }, 'events pushed')
     return reply.code(stored > 0 ? 202 : 200).send()
   })
 }

@@ -35,9 +35,12 @@ const Page = Type.Object({
 }, { additionalProperties: false })
 const PageMeta = Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() })
 
-const security: Array<Record<string, string[]>> = [{ bearer: [] }, { dapr: [] }]
+const security: Array<Record<string, string[]>> = [{ bearer: [] }]
 
-/** Repair: what gave up, and how to run it again. INTERNAL_TOKEN or the push token; never an identity alone. */
+/**
+ * Repair: what gave up, and how to run it again. INTERNAL_TOKEN only: not the push token (a bridge
+ * may push, not replay or re-verify), never an identity.
+ */
 export default async function operator (fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.addHook('onRequest', app.auth.internal)

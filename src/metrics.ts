@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { CHECK_EVENT } from './events/event.js'
 import type { StoreStats } from './store/stats.js'
 import type { UpstreamTarget } from './upstream/errors.js'
 
@@ -10,6 +11,25 @@ export interface Metrics {
   upstreamCall: (target: UpstreamTarget, outcome: string, seconds: number) => void
   misconfigured: (target: UpstreamTarget) => void
   setQueued: (events: number, queues: number) => void
+}
+
+/**
+ * The event types a metric may name: those sources-api emits and cloudoreg's own. Anything else
+ * counts as `other`, since a label per pushed value would let a sender grow every scrape without
+ * bound (20,000 made-up types once ran the process out of memory on the next scrape).
+ */
+export const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set([
+  'Source.create', 'Source.update', 'Source.destroy', 'Source.pause', 'Source.unpause',
+  'Application.create', 'Application.update', 'Application.destroy', 'Application.pause', 'Application.unpause',
+  'Authentication.create', 'Authentication.update', 'Authentication.destroy',
+  'ApplicationAuthentication.create', 'ApplicationAuthentication.update', 'ApplicationAuthentication.destroy',
+  'Endpoint.create', 'Endpoint.update', 'Endpoint.destroy',
+  'RhcConnection.create', 'RhcConnection.update', 'RhcConnection.destroy',
+  'Records.update', CHECK_EVENT
+])
+
+export function typeLabel (type: string): string {
+  return KNOWN_EVENT_TYPES.has(type) ? type : 'other'
 }
 
 /** One registry per app instance, so that tests can run several apps in one process. */
@@ -39,12 +59,12 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'par
 
   return {
     registry,
-    eventsReceived: type => received.inc({ type }),
+    eventsReceived: type => received.inc({ type: typeLabel(type) }),
     eventEnded (type, outcome, seconds) {
-      processed.inc({ type, outcome })
-      duration.observe({ type }, seconds)
+      processed.inc({ type: typeLabel(type), outcome })
+      duration.observe({ type: typeLabel(type) }, seconds)
     },
-    eventAttemptFailed: type => failed.inc({ type }),
+    eventAttemptFailed: type => failed.inc({ type: typeLabel(type) }),
     upstreamCall: (target, outcome, seconds) => upstream.observe({ target, outcome }, seconds),
     misconfigured: target => misconfigured.inc({ target }),
     setQueued (events, n) {

@@ -7,7 +7,7 @@ import { startBareApp } from './helpers/stack.js'
 // 2xx or a 4xx problem+json (413 when oversized), never a 5xx; a rejected
 // request stores nothing; the process stays up and no prototype is polluted.
 
-const TOKEN = 'internal-token-fuzz'
+const TOKEN = 'internal-token-fuzz-0123456789abcdef'
 // Fixed by default so that CI is repeatable; FUZZ_SEED=<n> explores elsewhere (the seed is printed).
 const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 20261128
 t.comment(`fast-check seed ${seed}`)

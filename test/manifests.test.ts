@@ -208,7 +208,7 @@ function startEnv (c: Container): Record<string, string> {
   for (const e of c.spec.env ?? []) {
     if (e.value !== undefined) env[e.name] = String(e.value)
     else if (e.valueFrom?.secretKeyRef && e.valueFrom.secretKeyRef.optional !== true) {
-      env[e.name] = e.name === 'DATABASE_URL' ? FROM_CLOWDER.DATABASE_URL : 'placeholder-secret-value'
+      env[e.name] = e.name === 'DATABASE_URL' ? FROM_CLOWDER.DATABASE_URL : 'placeholder-secret-value-at-least-32-characters'
     }
   }
   return env

@@ -10,13 +10,13 @@ function native (fixture: any, extra: Record<string, string> = {}): PushRequest 
 }
 
 function ok (req: PushRequest) {
-  const r = normalisePush(req)
+  const r = normalisePush(req, 'token')
   if (!r.ok) throw new Error(`expected ok, got ${r.detail}`)
   return r.events
 }
 
 function rejected (req: PushRequest): string {
-  const r = normalisePush(req)
+  const r = normalisePush(req, 'token')
   if (r.ok) throw new Error('expected a rejection')
   return r.detail
 }
@@ -25,7 +25,7 @@ t.test('sources-native: headers carry the Kafka headers; no delivery id → cont
   const [e] = ok(native(create))
   t.match(e, expected)
   t.same(e.body, create.body)
-  t.match(e.dedupeKey, /^hash:/)
+  t.match(e.dedupeKey, /^push-token:hash:[^#]+$/, 'a content hash is content already')
   t.equal(e.dedupeTtlMs, 60_000)
   t.equal(ok(native(create))[0].dedupeKey, e.dedupeKey, 'identical push → same key')
   const other = { ...create, body: { ...create.body, authentication_id: 312 } }
@@ -34,7 +34,7 @@ t.test('sources-native: headers carry the Kafka headers; no delivery id → cont
 
 t.test('sources-native with webhook-id: that id is the durable key', async t => {
   const [e] = ok(native(create, { 'webhook-id': 'msg_1' }))
-  t.equal(e.dedupeKey, 'webhook:msg_1')
+  t.match(e.dedupeKey, /^push-token:webhook:msg_1#[\w-]{22}$/, 'the id, with the content it came with')
   t.equal(e.dedupeTtlMs, null)
 })
 
@@ -42,7 +42,7 @@ t.test('CloudEvents binary as Knative sends it, with no Content-Type', async t =
   const f = readFixture('events/app-auth-create.knative-binary.json')
   const [e] = ok({ headers: f.http_headers, body: Buffer.from(f.body) })
   t.match(e, expected)
-  t.equal(e.dedupeKey, `ce:${f.http_headers['ce-source']}|partition:0/offset:1234`)
+  t.equal(e.dedupeKey.slice(0, e.dedupeKey.lastIndexOf('#')), `push-token:ce:${f.http_headers['ce-source']}|partition:0/offset:1234`)
   t.equal(e.deliveryId, 'partition:0/offset:1234')
 })
 
@@ -51,7 +51,7 @@ t.test('CloudEvents structured', async t => {
   const [e] = ok({ headers: f.http_headers, body: Buffer.from(JSON.stringify(f.body)) })
   t.match(e, expected)
   t.same(e.body, f.body.data)
-  t.match(e.dedupeKey, /^ce:.*\|partition:0\/offset:1234$/)
+  t.match(e.dedupeKey, /^push-token:ce:.*\|partition:0\/offset:1234#/)
 })
 
 t.test('CloudEvents batch', async t => {
@@ -68,7 +68,7 @@ t.test('record batch with base64 header values', async t => {
   const events = ok({ headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(f.body)) })
   t.equal(events.length, 2)
   t.match(events[0], expected)
-  t.equal(events[0].dedupeKey, 'kafka:platform.sources.event-stream/0/1234')
+  t.equal(events[0].dedupeKey.slice(0, events[0].dedupeKey.lastIndexOf('#')), 'push-token:kafka:platform.sources.event-stream/0/1234')
   t.equal(events[1].eventType, 'Application.update')
 })
 

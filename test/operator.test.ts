@@ -1,7 +1,7 @@
 import t from 'tap'
 import { eventually, getJson, identities, inboxStates, pushNative, startStack } from './helpers/stack.js'
 
-const TOKEN = 'internal-token-for-tests'
+const TOKEN = 'internal-token-for-tests-0123456789ab'
 const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
 
 t.test('an upstream that fails until retries run out: dead letter, CR5000, then a replay that succeeds; reverify; history', async t => {

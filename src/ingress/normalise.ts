@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { decodeIdentity, isOrgId } from '../identity.js'
-import type { IncomingEvent } from '../events/event.js'
+import type { IncomingEvent, PushChannel } from '../events/event.js'
 import { queueKeyFor } from '../events/keys.js'
 
 export type NormaliseResult =
@@ -190,9 +190,9 @@ export interface KafkaRecord {
 }
 
 /**
- * A record consumed from the event topic directly (KAFKA_CONSUME): the same event, with the
- * same topic/partition/offset dedupe key, as when a Strimzi bridge pushes that record, so a
- * record read twice, or read by one path and pushed by the other, is stored once.
+ * A record consumed from the event topic directly (KAFKA_CONSUME): the same event as when a
+ * Strimzi bridge pushes that record; its dedupe key (topic/partition/offset) is the consumer's own,
+ * so a record read twice is stored once, and no push can claim it first.
  */
 export function normaliseKafkaRecord (r: KafkaRecord): { ok: true, event: IncomingEvent } | { ok: false, detail: string } {
   try {
@@ -204,7 +204,7 @@ export function normaliseKafkaRecord (r: KafkaRecord): { ok: true, event: Incomi
     }
     if (r.value === null || r.value.length === 0) throw new Invalid('value is empty')
     const body = parseJson(r.value.toString('utf8'), 'value')
-    return { ok: true, event: toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), '') }
+    return { ok: true, event: inChannel('consumer', [toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), '')]).events[0] }
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, detail: err.message }
     throw err
@@ -220,27 +220,50 @@ function batch (items: unknown, label: string, each: (item: unknown, where: stri
 /**
  * Turns any of the four push formats into inbox events. A batch is all or
  * nothing: one invalid record rejects the request with its index named.
+ * A signed push is taken only in the formats whose meaning (event type, tenant,
+ * delivery id) is in the body, which is all a Standard Webhooks signature covers.
  */
-export function normalisePush (req: PushRequest): NormaliseResult {
+export function normalisePush (req: PushRequest, channel: PushChannel): NormaliseResult {
   const contentType = (one(req.headers['content-type']) ?? '').split(';')[0].trim().toLowerCase()
   try {
     if (contentType === 'application/cloudevents-batch+json') {
-      return { ok: true, events: batch(parseJson(req.body.toString('utf8'), 'body'), 'batch', cloudEventStructured) }
+      return inChannel(`push-${channel}`, batch(parseJson(req.body.toString('utf8'), 'body'), 'batch', cloudEventStructured))
     }
     if (contentType === 'application/cloudevents+json') {
-      return { ok: true, events: [cloudEventStructured(parseJson(req.body.toString('utf8'), 'body'), '')] }
+      return inChannel(`push-${channel}`, [cloudEventStructured(parseJson(req.body.toString('utf8'), 'body'), '')])
     }
-    if (req.headers['ce-id'] !== undefined || req.headers['ce-specversion'] !== undefined) {
-      return { ok: true, events: [cloudEventBinary(req)] }
+    if (channel !== 'signed' && (req.headers['ce-id'] !== undefined || req.headers['ce-specversion'] !== undefined)) {
+      return inChannel(`push-${channel}`, [cloudEventBinary(req)])
     }
     if (req.body.length === 0) throw new Invalid('body is empty')
     const body = parseJson(req.body.toString('utf8'), 'body')
-    if (isObject(body) && req.headers.event_type === undefined && 'records' in body) {
-      return { ok: true, events: batch(body.records, 'records', record) }
+    if (isObject(body) && (channel === 'signed' || req.headers.event_type === undefined) && 'records' in body) {
+      return inChannel(`push-${channel}`, batch(body.records, 'records', record))
     }
-    return { ok: true, events: [sourcesNative(req, body)] }
+    if (channel === 'signed') throw new Invalid(UNSIGNED_MEANING)
+    return inChannel(`push-${channel}`, [sourcesNative(req, body)])
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, detail: err.message }
     throw err
   }
+}
+
+const UNSIGNED_MEANING = 'a signed push must carry its event type, tenant and delivery id in the signed body: ' +
+  'send CloudEvents structured or batch (application/cloudevents+json, application/cloudevents-batch+json) or a record batch; ' +
+  'headers are not covered by a Standard Webhooks signature'
+
+/** What decides that two events are the same delivery: a redelivery repeats all of it. */
+function fingerprint (e: IncomingEvent): string {
+  return createHash('sha256').update(JSON.stringify([e.eventType, e.orgId, e.accountNumber, e.body])).digest('base64url').slice(0, 22)
+}
+
+/**
+ * Dedupe keys belong to the channel that produced them (the direct consumer, or pushes by how they
+ * authenticated), so that one channel cannot occupy another's keys; and a delivery id counts only
+ * with the content it was first seen with, so that a push naming a future delivery's id cannot make
+ * that delivery a "duplicate" that is never stored. Content-hash keys are content already.
+ */
+function inChannel (channel: string, events: IncomingEvent[]): { ok: true, events: IncomingEvent[] } {
+  for (const e of events) e.dedupeKey = `${channel}:${e.dedupeKey}${e.dedupeTtlMs === null ? `#${fingerprint(e)}` : ''}`
+  return { ok: true, events }
 }

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { backoffDelay, type Backoff } from '../backoff.js'
-import type { Logger } from '../log.js'
+import { loggedId, type Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
 import type { LeasableEvent } from '../store/leases.js'
@@ -88,7 +88,7 @@ export function createRunner (o: RunnerOptions): Runner {
   }
 
   async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
-    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId })
+    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: loggedId(event.deliveryId) })
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
     let attempts = event.attempts

@@ -22,9 +22,23 @@ interface Waiter {
   events: IncomingEvent[]
   resolve: (result: AppendResult) => void
   reject: (err: Error) => void
+  /** When it stops being worth writing: its sender has been answered 503 or has given up. */
+  deadline: number
 }
 
 const GROUP_LIMIT = 2000
+
+/** The append queue is full, or an append waited too long for its turn: nothing of it was stored. */
+export class InboxBusy extends Error {}
+
+export interface InboxLimits {
+  /** Events waiting for their group commit, at most; more are refused at once. */
+  maxQueuedEvents: number
+  /** How long an append may wait for its group commit to start. */
+  maxWaitMs: number
+}
+
+const DEFAULT_LIMITS: InboxLimits = { maxQueuedEvents: 20_000, maxWaitMs: 10_000 }
 
 const INSERT = `
 with input as (
@@ -114,8 +128,9 @@ export function rowToEvent (row: Record<string, any>): InboxEvent {
   }
 }
 
-export function createInbox (pool: pg.Pool): Inbox {
+export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS): Inbox {
   const waiting: Waiter[] = []
+  let queuedEvents = 0
   const listeners: Array<() => void> = []
   let writing = false
 
@@ -164,6 +179,16 @@ export function createInbox (pool: pg.Pool): Inbox {
     writing = true
     try {
       while (waiting.length > 0) {
+        // Appends that waited past their deadline are refused rather than written late: their
+        // senders retry, and a stuck database must not grow the queue behind it.
+        const now = Date.now()
+        for (let i = waiting.length - 1; i >= 0; i--) {
+          if (waiting[i].deadline > now) continue
+          const [late] = waiting.splice(i, 1)
+          queuedEvents -= late.events.length
+          late.reject(new InboxBusy(`the event store did not take the events within ${limits.maxWaitMs} ms`))
+        }
+        if (waiting.length === 0) break
         let count = 0
         let take = 0
         while (take < waiting.length && (take === 0 || count + waiting[take].events.length <= GROUP_LIMIT)) {
@@ -171,6 +196,7 @@ export function createInbox (pool: pg.Pool): Inbox {
           take++
         }
         const group = waiting.splice(0, take)
+        queuedEvents -= count
         await writeGroup(group).catch((err: Error) => { for (const w of group) w.reject(err) })
       }
     } finally {
@@ -180,8 +206,12 @@ export function createInbox (pool: pg.Pool): Inbox {
 
   return {
     append (events) {
+      if (queuedEvents + events.length > limits.maxQueuedEvents && queuedEvents > 0) {
+        return Promise.reject(new InboxBusy(`the event store is busy (${queuedEvents} events waiting to be written)`))
+      }
+      queuedEvents += events.length
       return new Promise<AppendResult>((resolve, reject) => {
-        waiting.push({ events, resolve, reject })
+        waiting.push({ events, resolve, reject, deadline: Date.now() + limits.maxWaitMs })
         if (!writing) void drain()
       })
     },

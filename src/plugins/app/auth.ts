@@ -1,7 +1,8 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { pushIsOpen } from '../../config.js'
+import { pushIsOpen, webhookKey } from '../../config.js'
+import type { PushChannel } from '../../events/event.js'
 import { decodeIdentity, isOrgId, type Tenant } from '../../identity.js'
 import { sendProblem } from '../infrastructure/problem.js'
 
@@ -11,9 +12,14 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Every way a caller proves who it is, as hooks that routes name: the one place auth lives. */
     auth: {
-      /** The push route, as a preHandler (a webhook signature covers the raw body): a push token, or a valid signature. */
+      /**
+       * The push route, as an onRequest hook, before any of the body is read: the push token, or the
+       * three signature headers with a fresh timestamp (then `push` checks the signature); else 401.
+       */
+      pushBeforeBody: Check
+      /** The push route, as a preHandler (a webhook signature covers the raw body): verifies a signature `pushBeforeBody` let in. */
       push: Check
-      /** Operator routes: INTERNAL_TOKEN (or PUSH_TOKEN); never an identity alone. */
+      /** Operator routes: INTERNAL_TOKEN only; not the push token, never an identity. */
       internal: Check
       /** The status API: `x-rh-identity` → `request.tenant`. */
       identity: Check
@@ -24,6 +30,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The caller's org (and account), set by the identity and sourcesCaller checks. */
     tenant: Tenant
+    /** How a push authenticated (its dedupe keys' channel); `unverified` until its signature is checked. */
+    pushChannel: PushChannel | 'unverified' | null
   }
 }
 
@@ -58,12 +66,11 @@ const WEBHOOK_TOLERANCE_S = 5 * 60
  * five minutes of now.
  */
 export function verifyWebhookSignature (headers: Record<string, string | string[] | undefined>, body: Buffer, secret: string, nowMs = Date.now()): boolean {
-  const id = headers['webhook-id']
-  const timestamp = headers['webhook-timestamp']
-  const signatures = headers['webhook-signature']
-  if (typeof id !== 'string' || typeof timestamp !== 'string' || typeof signatures !== 'string') return false
-  if (!/^\d{1,12}$/.test(timestamp) || Math.abs(nowMs / 1000 - Number(timestamp)) > WEBHOOK_TOLERANCE_S) return false
-  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64')
+  if (!carriesFreshSignature(headers, nowMs)) return false
+  const id = headers['webhook-id'] as string
+  const timestamp = headers['webhook-timestamp'] as string
+  const signatures = headers['webhook-signature'] as string
+  const key = webhookKey(secret)
   const expected = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest()
   let valid = false
   for (const entry of signatures.split(' ')) {
@@ -73,6 +80,20 @@ export function verifyWebhookSignature (headers: Record<string, string | string[
     if (given.length === expected.length && timingSafeEqual(given, expected)) valid = true
   }
   return valid
+}
+
+/** The three Standard Webhooks headers, with a timestamp within the tolerance: worth reading the body to verify. */
+function carriesFreshSignature (headers: Record<string, string | string[] | undefined>, nowMs = Date.now()): boolean {
+  const { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signatures } = headers
+  if (typeof id !== 'string' || typeof timestamp !== 'string' || typeof signatures !== 'string') return false
+  return /^\d{1,12}$/.test(timestamp) && Math.abs(nowMs / 1000 - Number(timestamp)) <= WEBHOOK_TOLERANCE_S
+}
+
+function refusePush (reply: FastifyReply): FastifyReply {
+  // Close the connection: whatever body the caller goes on sending is not worth reading.
+  reply.header('connection', 'close')
+  return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
+    { 'www-authenticate': 'Bearer' })
 }
 
 /** The tenant of a call from sources-api: its tenant headers, else its identity. */
@@ -92,20 +113,24 @@ async function auth (app: FastifyInstance): Promise<void> {
     app.log.warn('the push route accepts anyone who can reach it: set PUSH_TOKEN or PUSH_WEBHOOK_SECRET, or PUSH_AUTH=none behind a network policy')
   }
   app.decorateRequest('tenant', null as unknown as Tenant)
+  app.decorateRequest('pushChannel', null)
   app.decorate('auth', {
+    async pushBeforeBody (request, reply) {
+      if (pushIsOpen(config)) request.pushChannel = 'open'
+      else if (carriesToken(request, [config.PUSH_TOKEN])) request.pushChannel = 'token'
+      else if (config.PUSH_WEBHOOK_SECRET !== undefined && carriesFreshSignature(request.headers)) request.pushChannel = 'unverified'
+      else return refusePush(reply)
+    },
     async push (request, reply) {
-      if (pushIsOpen(config)) return
-      if (carriesToken(request, [config.PUSH_TOKEN])) return
-      if (config.PUSH_WEBHOOK_SECRET !== undefined && Buffer.isBuffer(request.body) &&
-          verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET)) return
-      return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
-        { 'www-authenticate': 'Bearer' })
+      if (request.pushChannel !== 'unverified') return
+      if (!Buffer.isBuffer(request.body) || !verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET!)) return refusePush(reply)
+      request.pushChannel = 'signed'
     },
     async internal (request, reply) {
-      if (config.INTERNAL_TOKEN === undefined && config.PUSH_TOKEN === undefined) {
-        return sendProblem(reply, 401, 'operator routes are closed until INTERNAL_TOKEN (or PUSH_TOKEN) is configured')
+      if (config.INTERNAL_TOKEN === undefined) {
+        return sendProblem(reply, 401, 'operator routes are closed until INTERNAL_TOKEN is configured')
       }
-      if (!carriesToken(request, [config.INTERNAL_TOKEN, config.PUSH_TOKEN])) {
+      if (!carriesToken(request, [config.INTERNAL_TOKEN])) {
         return sendProblem(reply, 401, 'needs Authorization: Bearer <INTERNAL_TOKEN>', { 'www-authenticate': 'Bearer' })
       }
     },
