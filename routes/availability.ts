@@ -5,6 +5,7 @@ import type { Config } from '../src/config.js'
 import { carriesToken } from '../src/ingress/credentials.js'
 import { decodeIdentity, isOrgId, type Tenant } from '../src/identity.js'
 import { checkEvent } from '../src/ingress/check-event.js'
+import { EVENT_ID_HEADER } from '../src/http/headers.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
@@ -47,7 +48,7 @@ export default async function availability (fastify: FastifyInstance, { config }
     const sourceId = String(request.body.source_id)
     const registration = await app.store.registrations.findBySource(tenant.orgId, sourceId)
     if (registration?.state === 'paused' || registration?.state === 'removed') return reply.code(204).send()
-    await app.store.inbox.append([checkEvent(tenant, sourceId, 'sources-api')])
-    return reply.code(204).send()
+    const [id] = await app.store.inbox.append([checkEvent(tenant, sourceId, 'sources-api')])
+    return reply.code(204).header(EVENT_ID_HEADER, String(id)).send()
   })
 }

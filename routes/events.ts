@@ -4,9 +4,15 @@ import { pushIsOpen, type Config } from '../src/config.js'
 import { carriesToken, verifyWebhookSignature } from '../src/ingress/credentials.js'
 import { normalisePush } from '../src/ingress/normalise.js'
 import { sendProblem } from '../src/plugins/problem.js'
+import { EVENT_ID_HEADER } from '../src/http/headers.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
+const EventIdHeader = Type.String({
+  description: 'The stored event ids, comma-separated in the order of the pushed events (a batch names each); ' +
+    'look one up at GET /internal/v1/events/{id}',
+  examples: ['1', '17,18,19']
+})
 
 export default async function events (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
@@ -16,6 +22,20 @@ export default async function events (app: FastifyInstance, { config }: { config
 
   if (pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
     app.log.warn('the push route accepts anyone who can reach it: set PUSH_TOKEN or PUSH_WEBHOOK_SECRET, or PUSH_AUTH=none behind a network policy')
+  }
+
+  /** Each event's id, a redelivery's being that of the event it repeats (unknown once pruned: left out). */
+  async function withOriginals (keys: string[], ids: Array<number | null>): Promise<number[]> {
+    const repeated = keys.filter((_, i) => ids[i] === null)
+    if (repeated.length === 0) return ids as number[]
+    try {
+      const originals = await app.store.inbox.idsOfDeliveries(repeated)
+      return ids.map((id, i) => id ?? originals.get(keys[i])).filter((id): id is number => id !== undefined)
+    } catch (err) {
+      // The events are stored; only the header is lost.
+      app.log.warn({ err }, 'looking up the originals of redelivered events failed')
+      return ids.filter((id): id is number => id !== null)
+    }
   }
 
   app.post('/internal/v1/events', {
@@ -31,8 +51,16 @@ export default async function events (app: FastifyInstance, { config }: { config
         'Standard Webhooks signature (webhook-id, webhook-timestamp within 5 minutes, webhook-signature v1).',
       security: [{ bearer: [] }, { dapr: [] }, {}],
       response: {
-        200: { description: 'All events were already stored (redelivery)', type: 'null' },
-        202: { description: 'Stored; will be processed in order for its source', type: 'null' },
+        200: {
+          description: 'All events were already stored (redelivery); cloudoreg-event-id names the stored originals',
+          type: 'null',
+          headers: { [EVENT_ID_HEADER]: EventIdHeader }
+        },
+        202: {
+          description: 'Stored; will be processed in order for its source. The body stays empty for bridges',
+          type: 'null',
+          headers: { [EVENT_ID_HEADER]: EventIdHeader }
+        },
         400: ProblemRef,
         401: ProblemRef,
         413: ProblemRef,
@@ -65,7 +93,10 @@ export default async function events (app: FastifyInstance, { config }: { config
       stored++
       app.metrics.eventsReceived(event.eventType)
     })
-    request.log.info({ stored, duplicates: ids.length - stored, deliveryIds: result.events.map(e => e.deliveryId).filter(Boolean).slice(0, 10) }, 'events pushed')
+    const eventIds = await withOriginals(result.events.map(e => e.dedupeKey), ids)
+    request.log.info({ stored, duplicates: ids.length - stored, eventIds: eventIds.slice(0, 10), deliveryIds: result.events.map(e => e.deliveryId).filter(Boolean).slice(0, 10) }, 'events pushed')
+    // A bridge reads only the status; people and scripts find their events by these ids.
+    if (eventIds.length > 0) reply.header(EVENT_ID_HEADER, eventIds.join(','))
     return reply.code(stored > 0 ? 202 : 200).send()
   })
 }

@@ -66,7 +66,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(openapi, { version: packageVersion() })
   await app.register(health, { config })
   await app.register(events, { config })
-  await app.register(sources)
+  await app.register(sources, { config })
   await app.register(availability, { config })
   await app.register(operator, { config })
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })

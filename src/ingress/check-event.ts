@@ -4,7 +4,22 @@ import { CHECK_EVENT } from '../pipeline/handlers/index.js'
 import type { IncomingEvent } from './normalise.js'
 
 /** A re-verification of a source, queued like any pushed event so that it runs behind the source's others. */
-export function checkEvent (tenant: Tenant, sourceId: string, requestedBy: 'sources-api' | 'operator'): IncomingEvent {
+export type CheckRequester = 'sources-api' | 'operator' | 'customer'
+
+const CHECK_NAMES: Record<CheckRequester, string> = {
+  'sources-api': 'availability check by sources-api',
+  operator: 're-verification requested by an operator',
+  customer: 'check requested by the customer'
+}
+
+/** What an event was, in words for a timeline: who asked for a check, and which event a replay copies. */
+export function describeEvent (e: { eventType: string, body: Record<string, unknown>, replayOf: number | null }): string {
+  const requester = e.body.requested_by as CheckRequester
+  const name = e.eventType === CHECK_EVENT ? CHECK_NAMES[requester] ?? 'check' : e.eventType
+  return e.replayOf === null ? name : `${name} (replay of event ${e.replayOf})`
+}
+
+export function checkEvent (tenant: Tenant, sourceId: string, requestedBy: CheckRequester): IncomingEvent {
   return {
     eventType: CHECK_EVENT,
     orgId: tenant.orgId,

@@ -18,6 +18,8 @@ export interface EventContext {
   log: Logger
   /** Survives from one attempt to the next of this event (not across restarts). */
   memo: Record<string, unknown>
+  /** The source the event concerns, once known; a handler sets it when it learns it from sources-api. */
+  sourceId: string | null
 }
 
 export interface EventHandler {
@@ -106,8 +108,8 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner }
+  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner, sourceId }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 0; ; failures++) {
       try {
@@ -124,7 +126,27 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       }
     }
     o.metrics.eventEnded(event.eventType, state, (Date.now() - startedAt) / 1000)
+    logFinished(event, { state, outcome, attempts, durationMs: Date.now() - startedAt, sourceId })
     if (outcome.status) o.onOutcome()
+  }
+
+  /** One line per finished event: what support greps for first. */
+  function logFinished (event: InboxEvent, e: { state: EventEnd['state'], outcome: Outcome, attempts: number, durationMs: number, sourceId: string | null }): void {
+    const { registration, status } = e.outcome
+    const queueKey = event.queueKey ?? ''
+    o.log.info({
+      eventId: event.id,
+      eventType: event.eventType,
+      orgId: event.orgId,
+      sourceId: e.sourceId ?? registration?.sourceId ?? event.sourceId,
+      applicationId: registration?.applicationId ?? (queueKey.startsWith('app:') ? queueKey.slice(4) : null),
+      state: e.state,
+      outcome: e.outcome.note,
+      status: status?.status ?? null,
+      errorCode: status?.status === 'unavailable' ? registration?.lastErrorCode ?? null : null,
+      attempts: e.attempts,
+      durationMs: e.durationMs
+    }, 'event finished')
   }
 
   async function run (event: ClaimableEvent, handler: EventHandler): Promise<void> {
@@ -134,6 +156,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     let attempts = event.attempts
     let wakeAt = event.nextAttemptAt.getTime()
     const memo: Record<string, unknown> = {}
+    let sourceId = event.sourceId
     while (!stopping.signal.aborted && !lost.has(event.leaseKey)) {
       if (wakeAt > Date.now()) {
         try {
@@ -143,7 +166,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         }
       }
       attempts++
-      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo }
+      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
       type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
       const result = await slots.add(async (): Promise<Attempt | undefined> => {
         // Queued for a slot when shutdown began: leave the event pending for the next start.
@@ -155,8 +178,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         }
       })
       if (result === undefined) return
+      sourceId = ctx.sourceId
       if (result.outcome !== undefined) {
-        await end(event, attempts, 'done', result.outcome, startedAt)
+        await end(event, attempts, 'done', result.outcome, startedAt, sourceId)
         return
       }
       const err = result.err
@@ -170,13 +194,13 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
       if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
         log.warn({ attempts, error: message }, 'giving up on event')
-        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt)
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId)
         return
       }
       wakeAt = Date.now() + backoffDelay(o.retry, attempts)
       log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
       // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
-      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message)
+      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)
         .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
     }
   }
@@ -223,7 +247,10 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         }
         if (ignored.length > 0) {
           await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
-          for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
+          for (const e of ignored) {
+            o.metrics.eventEnded(e.eventType, 'ignored', 0)
+            logFinished(e, { state: 'ignored', outcome: { note: 'no action for this event type' }, attempts: 0, durationMs: 0, sourceId: e.sourceId })
+          }
         }
         // Another replica may have taken a free key since the read: its events are that replica's.
         const taken = await o.claims.take([...new Set(runnable.map(r => r.event.leaseKey))])
