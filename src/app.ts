@@ -16,10 +16,12 @@ import retention from './plugins/retention.js'
 import shutdown from './plugins/shutdown.js'
 import store from './plugins/store.js'
 import availability from '../routes/availability.js'
+import diagnosis from '../routes/diagnosis.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
 import operator from '../routes/operator.js'
 import sources from '../routes/sources.js'
+import sysconfig from '../routes/sysconfig.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
 function packageVersion (): string {
@@ -67,6 +69,8 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(health, { config })
   await app.register(events, { config })
   await app.register(sources, { config })
+  await app.register(diagnosis)
+  await app.register(sysconfig)
   await app.register(availability, { config })
   await app.register(operator, { config })
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })

@@ -129,6 +129,13 @@ export interface Registrations {
   /** For operators, who act across orgs. */
   findBySourceInAnyOrg: (sourceId: string) => Promise<Registration | null>
   list: (q: RegistrationQuery) => Promise<{ count: number, data: Registration[] }>
+  /**
+   * Takes the source's one check per `intervalS` seconds (shared by replicas); 0 when taken, else
+   * the seconds until the next may be taken.
+   */
+  claimCheck: (orgId: string, sourceId: string, intervalS: number) => Promise<number>
+  /** When a check of the source was last asked for, if ever. */
+  lastCheckRequest: (orgId: string, sourceId: string) => Promise<Date | null>
 }
 
 export function createRegistrations (pool: pg.Pool): Registrations {
@@ -154,6 +161,24 @@ export function createRegistrations (pool: pg.Pool): Registrations {
     async findBySourceInAnyOrg (sourceId) {
       const { rows } = await pool.query(`select ${COLUMNS} from registrations where source_id = $1 order by updated_at desc limit 1`, [sourceId])
       return rows.length > 0 ? toRegistration(rows[0]) : null
+    },
+    async claimCheck (orgId, sourceId, intervalS) {
+      const { rows } = await pool.query<{ wait: number }>(
+        `with taken as (
+           insert into check_requests (org_id, source_id) values ($1, $2)
+           on conflict (org_id, source_id) do update set requested_at = now()
+             where check_requests.requested_at <= now() - $3 * interval '1 second'
+           returning 0 as wait
+         )
+         select wait from taken
+         union all
+         select greatest(1, ceil(extract(epoch from requested_at + $3 * interval '1 second' - now())))::int
+         from check_requests where org_id = $1 and source_id = $2 and not exists (select 1 from taken)`, [orgId, sourceId, intervalS])
+      return rows[0].wait
+    },
+    async lastCheckRequest (orgId, sourceId) {
+      const { rows } = await pool.query('select requested_at from check_requests where org_id = $1 and source_id = $2', [orgId, sourceId])
+      return rows[0]?.requested_at ?? null
     },
     async list ({ orgId, state, limit, offset }) {
       const where = state === undefined ? 'org_id = $1' : 'org_id = $1 and state = $2'
