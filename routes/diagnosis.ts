@@ -1,19 +1,16 @@
-import { Type, type TSchema } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { PERMISSION_POLICY, trustPolicy } from '../src/aws/policies.js'
 import { EVENT_ID_HEADER } from '../src/http/headers.js'
 import { viewSource } from '../src/http/source-view.js'
-import { identitySecurity, requireIdentity } from '../src/http/tenant.js'
-import { checkEvent } from '../src/ingress/check-event.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import { checkEvent } from '../src/events/check.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
+import { Nullable, ProblemRef, SourceParams } from '../src/schemas.js'
 import { stepResults, whatToFix } from '../src/status/diagnosis.js'
 import { CHECK_STEPS } from '../src/store/registrations.js'
 
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const PREFIX = '/api/cloudoreg/v1'
-const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()])
-const SourceParams = Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id', examples: ['7'] }) })
 /** A customer's checks of one source: at most one per this many seconds. */
 export const CHECK_INTERVAL_S = 60
 
@@ -44,7 +41,8 @@ const Diagnosis = Type.Object({
 /** The customer's question "why is my source unavailable?", and a check now. */
 export default async function diagnosis (fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  requireIdentity(app)
+  app.addHook('onRequest', app.auth.identity)
+  const identitySecurity = [{ identity: [] }]
 
   /** Red Hat's account, or null: a diagnosis still answers while AWS does not. */
   async function ownAccount (): Promise<string | null> {
@@ -67,11 +65,11 @@ export default async function diagnosis (fastify: FastifyInstance): Promise<void
     }
   }, async (request, reply) => {
     const { source_id: sourceId } = request.params
-    const view = await viewSource(app.store, request.orgId, sourceId)
+    const view = await viewSource(app.store, request.tenant.orgId, sourceId)
     if (view === null) return sendProblem(reply, 404, `source ${sourceId} has no registration and no waiting event in your org`)
     const r = view.registration
     const account = await ownAccount()
-    const lastCheck = await app.store.registrations.lastCheckRequest(request.orgId, sourceId)
+    const lastCheck = await app.store.registrations.lastCheckRequest(request.tenant.orgId, sourceId)
     const checkAvailableAt = new Date(Math.max(Date.now(), (lastCheck?.getTime() ?? 0) + CHECK_INTERVAL_S * 1000))
     const externalId = r?.externalId ?? null
     return {
@@ -113,13 +111,13 @@ export default async function diagnosis (fastify: FastifyInstance): Promise<void
     }
   }, async (request, reply) => {
     const { source_id: sourceId } = request.params
-    const view = await viewSource(app.store, request.orgId, sourceId)
+    const view = await viewSource(app.store, request.tenant.orgId, sourceId)
     if (view === null) return sendProblem(reply, 404, `source ${sourceId} has no registration and no waiting event in your org`)
     const state = view.registration?.state
     if (state === 'paused' || state === 'removed') return sendProblem(reply, 409, `source ${sourceId} is ${state}: there is nothing to check`)
-    const wait = await app.store.registrations.claimCheck(request.orgId, sourceId, CHECK_INTERVAL_S)
+    const wait = await app.store.registrations.claimCheck(request.tenant.orgId, sourceId, CHECK_INTERVAL_S)
     if (wait > 0) return sendProblem(reply, 429, `source ${sourceId} was checked less than a minute ago; try again in ${wait} s`, { 'retry-after': String(wait) })
-    const [id] = await app.store.inbox.append([checkEvent({ orgId: request.orgId, accountNumber: request.accountNumber }, sourceId, 'customer')])
+    const [id] = await app.store.inbox.append([checkEvent(request.tenant, sourceId, 'customer')])
     return reply.code(202).header(EVENT_ID_HEADER, String(id)).send({ event_id: id! })
   })
 }

@@ -1,17 +1,16 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
-import { missingUpstreamSettings, type Config } from '../src/config.js'
-import { describeEvent } from '../src/ingress/check-event.js'
+import { missingUpstreamSettings } from '../src/config.js'
+import { describeEvent } from '../src/events/check.js'
+import { applicationOfKey } from '../src/events/keys.js'
 import { Page, PageQuery, pageOf } from '../src/http/pagination.js'
 import { queueKeysOf, viewSource, waitingFor, type SourceView } from '../src/http/source-view.js'
-import { identitySecurity, requireIdentity } from '../src/http/tenant.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { REGISTRATION_STATES, type Registration } from '../src/store/registrations.js'
+import { Nullable, ProblemRef, SourceParams } from '../src/schemas.js'
 
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const PREFIX = '/api/cloudoreg/v1'
-const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()])
 
 const State = Type.Union(REGISTRATION_STATES.map(s => Type.Literal(s)), {
   description: 'pending: accepted, not decided · registered: verified, mapped, available reported · ' +
@@ -56,8 +55,6 @@ type SourceStatusBody = Static<typeof SourceStatus>
 const ListQuery = Type.Object({ ...PageQuery, state: Type.Optional(State) }, { additionalProperties: false })
 
 const SourceList = Page(Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }), 'The sources of your org, ordered by source id')
-
-const SourceParams = Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' }) })
 
 const HISTORY_LIMIT = 1000
 
@@ -119,10 +116,10 @@ function registrationBody (r: Registration): Omit<SourceStatusBody, 'waiting'> {
 /** A source with no registration yet: what its waiting events say of it. */
 function waitingBody (view: SourceView, orgId: string): Omit<SourceStatusBody, 'waiting'> {
   const first = view.pending[0]
-  const app = view.pending.map(e => e.queueKey).find(k => k?.startsWith('app:'))
+  const app = view.pending.map(e => applicationOfKey(e.queueKey)).find(a => a !== null) ?? null
   return {
     source_id: view.sourceId,
-    application_id: app === undefined ? null : app!.slice(4),
+    application_id: app,
     authentication_id: null,
     org_id: orgId,
     account_number: null,
@@ -145,11 +142,12 @@ function toBody (view: SourceView, orgId: string, missing: string[]): SourceStat
 }
 
 /** The status API: what cloudoreg knows of each source, scoped to the caller's org. */
-export default async function sources (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
+export default async function sources (fastify: FastifyInstance): Promise<void> {
+  const { config } = fastify
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.addSchema(SourceStatus)
-  requireIdentity(app)
-  const security = identitySecurity
+  app.addHook('onRequest', app.auth.identity)
+  const security = [{ identity: [] }]
 
   app.get(`${PREFIX}/sources`, {
     config: { keepsAnswering: true },
@@ -162,7 +160,7 @@ export default async function sources (fastify: FastifyInstance, { config }: { c
     }
   }, async (request) => {
     const { limit, offset, state } = request.query
-    const { count, data } = await app.store.registrations.list({ orgId: request.orgId, state, limit, offset })
+    const { count, data } = await app.store.registrations.list({ orgId: request.tenant.orgId, state, limit, offset })
     return { ...pageOf(`${PREFIX}/sources`, count, limit, offset, { state }), data: data.map(r => ({ ...registrationBody(r), waiting: null })) }
   })
 
@@ -190,9 +188,9 @@ export default async function sources (fastify: FastifyInstance, { config }: { c
     }
   }, async (request, reply) => {
     const { source_id: sourceId } = request.params
-    const view = await viewSource(app.store, request.orgId, sourceId)
-    if (view === null) return sendProblem(reply, 404, await notFound(request.orgId, sourceId))
-    return toBody(view, request.orgId, missing())
+    const view = await viewSource(app.store, request.tenant.orgId, sourceId)
+    if (view === null) return sendProblem(reply, 404, await notFound(request.tenant.orgId, sourceId))
+    return toBody(view, request.tenant.orgId, missing())
   })
 
   app.get(`${PREFIX}/sources/:source_id/history`, {
@@ -206,12 +204,12 @@ export default async function sources (fastify: FastifyInstance, { config }: { c
     }
   }, async (request, reply) => {
     const { source_id: sourceId } = request.params
-    const view = await viewSource(app.store, request.orgId, sourceId)
-    if (view === null) return sendProblem(reply, 404, await notFound(request.orgId, sourceId))
+    const view = await viewSource(app.store, request.tenant.orgId, sourceId)
+    if (view === null) return sendProblem(reply, 404, await notFound(request.tenant.orgId, sourceId))
     const applicationId = view.registration?.applicationId ?? null
     const [events, statuses] = await Promise.all([
-      app.store.inbox.eventsOf(request.orgId, sourceId, queueKeysOf(sourceId, view.registration), HISTORY_LIMIT),
-      applicationId === null ? [] : app.store.outbox.statusesOf(request.orgId, applicationId, HISTORY_LIMIT)
+      app.store.inbox.eventsOf(request.tenant.orgId, sourceId, queueKeysOf(sourceId, view.registration), HISTORY_LIMIT),
+      applicationId === null ? [] : app.store.outbox.statusesOf(request.tenant.orgId, applicationId, HISTORY_LIMIT)
     ])
     const timeline: Array<Static<typeof EventEntry> | Static<typeof StatusEntry>> = [
       ...events.map(e => ({

@@ -1,4 +1,5 @@
-import type { Store } from '../plugins/store.js'
+import { appKey, sourceKey } from '../events/keys.js'
+import type { Store } from '../store/index.js'
 import type { EventRecord } from '../store/inbox.js'
 import type { Registration } from '../store/registrations.js'
 
@@ -14,7 +15,7 @@ const PENDING_SHOWN = 100
 
 /** The queue keys a source's events may carry. */
 export function queueKeysOf (sourceId: string, registration: Registration | null): string[] {
-  return registration === null ? [`source:${sourceId}`] : [`app:${registration.applicationId}`, `source:${sourceId}`]
+  return registration === null ? [sourceKey(sourceId)] : [appKey(registration.applicationId), sourceKey(sourceId)]
 }
 
 /** null when the org has neither a registration nor a waiting event for this source. */

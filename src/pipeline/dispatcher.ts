@@ -1,10 +1,11 @@
 import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
+import { applicationOfKey } from '../events/keys.js'
 import type { Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
-import type { ClaimableEvent, Claims } from '../store/claims.js'
+import type { LeasableEvent, Leases } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
@@ -30,7 +31,7 @@ export interface EventHandler {
 
 export interface DispatcherOptions {
   inbox: Inbox
-  claims: Claims
+  leases: Leases
   /** How long a lease lasts unrenewed: a dead replica's sources wait at most this long. */
   leaseMs: number
   /** How often to look for work that other replicas stored or left. */
@@ -108,8 +109,8 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner, sourceId }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.leases.owner, sourceId }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 0; ; failures++) {
       try {
@@ -133,13 +134,12 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   /** One line per finished event: what support greps for first. */
   function logFinished (event: InboxEvent, e: { state: EventEnd['state'], outcome: Outcome, attempts: number, durationMs: number, sourceId: string | null }): void {
     const { registration, status } = e.outcome
-    const queueKey = event.queueKey ?? ''
     o.log.info({
       eventId: event.id,
       eventType: event.eventType,
       orgId: event.orgId,
       sourceId: e.sourceId ?? registration?.sourceId ?? event.sourceId,
-      applicationId: registration?.applicationId ?? (queueKey.startsWith('app:') ? queueKey.slice(4) : null),
+      applicationId: registration?.applicationId ?? applicationOfKey(event.queueKey),
       state: e.state,
       outcome: e.outcome.note,
       status: status?.status ?? null,
@@ -149,7 +149,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }, 'event finished')
   }
 
-  async function run (event: ClaimableEvent, handler: EventHandler): Promise<void> {
+  async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
     const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId })
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
@@ -205,7 +205,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  function enqueue (event: ClaimableEvent, handler: EventHandler): void {
+  function enqueue (event: LeasableEvent, handler: EventHandler): void {
     const key = event.leaseKey
     let queue = queues.get(key)
     if (queue === undefined) {
@@ -237,9 +237,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   async function pull (): Promise<void> {
     while (!stopping.signal.aborted && held.size < o.window) {
       const found = await serial(async () => {
-        const rows = await o.claims.candidates(Math.min(PAGE, o.window - held.size), [...held])
+        const rows = await o.leases.candidates(Math.min(PAGE, o.window - held.size), [...held])
         const ignored: InboxEvent[] = []
-        const runnable: Array<{ event: ClaimableEvent, handler: EventHandler }> = []
+        const runnable: Array<{ event: LeasableEvent, handler: EventHandler }> = []
         for (const event of rows) {
           const handler = o.handlerFor(event.eventType)
           if (handler === undefined) ignored.push(event)
@@ -253,7 +253,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
           }
         }
         // Another replica may have taken a free key since the read: its events are that replica's.
-        const taken = await o.claims.take([...new Set(runnable.map(r => r.event.leaseKey))])
+        const taken = await o.leases.take([...new Set(runnable.map(r => r.event.leaseKey))])
         if (stopping.signal.aborted) return 0
         let enqueued = 0
         for (const { event, handler } of runnable) {
@@ -272,7 +272,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     await serial(async () => {
       const active = [...queues.keys()]
       try {
-        const kept = await o.claims.renew(active)
+        const kept = await o.leases.renew(active)
         lastRenewal = Date.now()
         lose(active.filter(key => !kept.has(key) && queues.has(key)))
       } catch (err) {
@@ -322,7 +322,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       await Promise.race([idle, sleep(graceMs, undefined, { ref: false })])
     },
     async releaseLeases () {
-      await serial(() => o.claims.releaseAll())
+      await serial(() => o.leases.releaseAll())
     },
     stats: () => ({ queuedEvents: held.size, queues: queues.size, running: slots.pending })
   }

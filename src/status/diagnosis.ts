@@ -1,5 +1,5 @@
 import { CHECK_STEPS, type CheckStep, type Registration } from '../store/registrations.js'
-import { ERROR_CODES, type ErrorCode } from './error-codes.js'
+import { ERROR_CODES, type ErrorCode } from '../pipeline/error-codes.js'
 
 export type StepResult = 'passed' | 'failed' | 'not reached' | 'not checked'
 

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
-import type { IncomingEvent } from '../ingress/normalise.js'
-import { sourceIdFor } from '../pipeline/queue-key.js'
+import type { IncomingEvent } from '../events/event.js'
+import { withTransaction } from './transaction.js'
+import { APP_KEY_PREFIX, SOURCE_KEY_PREFIX, sourceIdFor } from '../events/keys.js'
 
 export interface InboxEvent {
   id: number
@@ -111,8 +112,9 @@ export interface Inbox {
 
 // The source of an event: its own, else its queue's (a source key, or the registration of its application key).
 const SOURCE_OF = `coalesce(i.source_id,
-  case when i.queue_key like 'source:%' then substr(i.queue_key, 8) end,
-  (select r.source_id from registrations r where i.queue_key like 'app:%' and r.application_id = substr(i.queue_key, 5)))`
+  case when i.queue_key like '${SOURCE_KEY_PREFIX}%' then substr(i.queue_key, ${SOURCE_KEY_PREFIX.length + 1}) end,
+  (select r.source_id from registrations r
+   where i.queue_key like '${APP_KEY_PREFIX}%' and r.application_id = substr(i.queue_key, ${APP_KEY_PREFIX.length + 1})))`
 const RECORD_COLUMNS = `i.id, i.event_type, i.org_id, i.queue_key, i.delivery_id, i.state, i.outcome, i.attempts, i.last_error,
   i.next_attempt_at, i.received_at, i.finished_at, i.replay_of, i.replayed_as, i.body, ${SOURCE_OF} as source_of`
 
@@ -259,37 +261,26 @@ export function createInbox (pool: pg.Pool): Inbox {
       return rows[0].n
     },
     async replay (id) {
-      const client = await pool.connect()
-      let copy: number
-      try {
-        await client.query('begin')
+      const result = await withTransaction(pool, async (client): Promise<ReplayResult> => {
         // Locked, so that two operators replaying at once make one copy.
         const { rows } = await client.query('select state, replayed_as from inbox where id = $1 for update', [id])
-        if (rows.length === 0 || rows[0].state === 'pending' || rows[0].replayed_as !== null) {
-          await client.query('rollback')
-          if (rows.length === 0) return { ok: false, reason: 'not_found' }
-          if (rows[0].state === 'pending') return { ok: false, reason: 'pending' }
-          return { ok: false, reason: 'replayed', replayedAs: Number(rows[0].replayed_as) }
-        }
+        if (rows.length === 0) return { ok: false, reason: 'not_found' }
+        if (rows[0].state === 'pending') return { ok: false, reason: 'pending' }
+        if (rows[0].replayed_as !== null) return { ok: false, reason: 'replayed', replayedAs: Number(rows[0].replayed_as) }
         const inserted = await client.query<{ id: string }>(
           `insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, replay_of)
            select event_type, queue_key, org_id, account_number, body, delivery_id, $2, source_id, id from inbox where id = $1
            returning id`, [id, `replay:${id}:${randomUUID()}`])
-        copy = Number(inserted.rows[0].id)
+        const copy = Number(inserted.rows[0].id)
         await client.query('update inbox set replayed_as = $2 where id = $1', [id, copy])
-        await client.query('commit')
-      } catch (err) {
-        await client.query('rollback').catch(() => {})
-        throw err
-      } finally {
-        client.release()
-      }
-      for (const l of listeners) l()
-      return { ok: true, id: copy }
+        return { ok: true, id: copy }
+      })
+      if (result.ok) for (const l of listeners) l()
+      return result
     },
     async markIgnored (ids, outcome) {
       await pool.query(
-        `update inbox set state = 'ignored', outcome = $2, finished_at = now() where id = any($1::bigint[]) and state = 'pending'`,
+        'update inbox set state = \'ignored\', outcome = $2, finished_at = now() where id = any($1::bigint[]) and state = \'pending\'',
         [ids, outcome])
     }
   }

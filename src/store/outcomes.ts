@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { insertStatus, type StatusWrite } from './outbox.js'
+import { withTransaction } from './transaction.js'
 import { insertTombstone, upsertRegistration, type RegistrationWrite, type Tombstone } from './registrations.js'
 
 /** What handling one event decided. Written in one transaction with the event's end. */
@@ -32,9 +33,7 @@ export class LeaseLostError extends Error {
 
 /** Registration, status outbox row and the inbox row's end commit together or not at all. */
 export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outcome): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await client.query('begin')
+  await withTransaction(pool, async client => {
     // Locking the lease row makes a replica taking the key over wait for this commit, and then see the event ended.
     const lease = await client.query('select 1 from source_leases where queue_key = $1 and owner = $2 for share', [end.leaseKey, end.leaseOwner])
     if (lease.rowCount === 0) throw new LeaseLostError(`the lease on ${end.leaseKey} is no longer held by this replica`)
@@ -46,11 +45,5 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
        where id = $1 and state = 'pending'`,
       [end.eventId, end.state, outcome.note, end.attempts, end.sourceId ?? outcome.registration?.sourceId ?? null])
     if (ended.rowCount === 0) throw new LeaseLostError(`event ${end.eventId} has already ended`)
-    await client.query('commit')
-  } catch (err) {
-    await client.query('rollback').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
