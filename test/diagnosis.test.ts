@@ -1,5 +1,5 @@
 import t from 'tap'
-import { eventually, getJson, identities, pushNative, startStack } from './helpers/stack.js'
+import { eventually, getJson, identities, pushNative, startStack, untilNot503 } from './helpers/stack.js'
 
 const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
 const EXTERNAL_ID = 'ext-7f3a-source-7'
@@ -10,7 +10,7 @@ t.test('a role that denies access: the failed step, AWS\'s code, what to fix, th
   const stack = await startStack(t)
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE, externalId: EXTERNAL_ID })
   stack.sts.deny.add(ROLE)
-  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 })
+  await untilNot503(() => pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }))
   await eventually(async () => (await getJson(`${stack.url}${SOURCE}/7`)).body.state === 'unavailable' ? true : undefined)
 
   const { status, body } = await getJson(`${stack.url}${SOURCE}/7/diagnosis`)
@@ -48,7 +48,7 @@ t.test('a role that denies access: the failed step, AWS\'s code, what to fix, th
   // The customer fixes the trust policy and asks for a check.
   stack.sts.deny.delete(ROLE)
   const check = (identity = identities.base64.user_7654321): Promise<Response> =>
-    fetch(`${stack.url}${SOURCE}/7/check`, { method: 'POST', headers: { 'x-rh-identity': identity } })
+    untilNot503(() => fetch(`${stack.url}${SOURCE}/7/check`, { method: 'POST', headers: { 'x-rh-identity': identity } }))
   t.equal((await check(identities.base64.user_other_org_1111111)).status, 404, 'another org cannot check it')
   const first = await check()
   t.equal(first.status, 202)
@@ -72,7 +72,7 @@ t.test('a session that is not an assumed role fails at GetCallerIdentity', async
   const stack = await startStack(t)
   stack.sources.addSource({ sourceId: '8', applicationId: '43', authenticationId: '312', arn: ROLE })
   stack.sts.notAssumed.add(ROLE)
-  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 43, authentication_id: 312 })
+  await untilNot503(() => pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 43, authentication_id: 312 }))
   await eventually(async () => (await getJson(`${stack.url}${SOURCE}/8`)).body.state === 'unavailable' ? true : undefined)
   const { body } = await getJson(`${stack.url}${SOURCE}/8/diagnosis`)
   t.match(body, { error: { code: 'CG3003' }, failed_step: 'GetCallerIdentity', external_id: null, trust_policy: null, what_to_fix: /not a role|IAM role session/ })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createRecord, eventually, getJson, identities, inboxStates, pushNative, startBareApp, startStack } from './helpers/stack.js'
+import { createRecord, eventually, getJson, identities, inboxStates, pushNative, startBareApp, startStack, untilNot503 } from './helpers/stack.js'
 
 const TOKEN = 'internal-token-for-follow-tests'
 const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
@@ -7,17 +7,17 @@ const SOURCE = '/api/cloudoreg/v1/sources'
 
 t.test('the push reply names the stored events; a redelivery names the originals', async t => {
   const stack = await startStack(t)
-  const first = await pushNative(stack.url, 'Application.update', { id: 42, source_id: 7 }, { 'webhook-id': 'msg-1' })
+  const first = await untilNot503(() => pushNative(stack.url, 'Application.update', { id: 42, source_id: 7 }, { 'webhook-id': 'msg-1' }))
   t.equal(first.status, 202)
   t.equal(first.headers.get('cloudoreg-event-id'), '1')
   t.equal(await first.text(), '', 'the body stays empty for bridges')
-  const again = await pushNative(stack.url, 'Application.update', { id: 42, source_id: 7 }, { 'webhook-id': 'msg-1' })
+  const again = await untilNot503(() => pushNative(stack.url, 'Application.update', { id: 42, source_id: 7 }, { 'webhook-id': 'msg-1' }))
   t.equal(again.status, 200)
   t.equal(again.headers.get('cloudoreg-event-id'), '1', 'the redelivery names the original')
 
-  const batch = (records: unknown[]): Promise<Response> => fetch(`${stack.url}/internal/v1/events`, {
+  const batch = (records: unknown[]): Promise<Response> => untilNot503(() => fetch(`${stack.url}/internal/v1/events`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records })
-  })
+  }))
   const two = await batch([createRecord(10, 900, 9000), createRecord(11, 901, 9001)])
   t.equal(two.status, 202)
   t.equal(two.headers.get('cloudoreg-event-id'), '2,3')
@@ -29,8 +29,8 @@ t.test('the push reply names the stored events; a redelivery names the originals
 t.test('one log line per finished event, at info, with what support asks first', async t => {
   const stack = await startStack(t)
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
-  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 })
-  await pushNative(stack.url, 'Records.update', { id: 5 })
+  await untilNot503(() => pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }))
+  await untilNot503(() => pushNative(stack.url, 'Records.update', { id: 5 }))
   const finished = await eventually(() => {
     const lines = stack.logs.flatMap(l => l.split('\n')).filter(l => l.includes('"event finished"')).map(l => JSON.parse(l))
     return lines.length === 2 ? lines : undefined
@@ -43,12 +43,19 @@ t.test('one log line per finished event, at info, with what support asks first',
 
 t.test('a source whose events wait is pending with what it waits for; sourceless events are found by id', async t => {
   const app = await startBareApp(t, { INTERNAL_TOKEN: TOKEN })
-  const push = (eventType: string, body: unknown): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string }> => app.inject({
-    method: 'POST',
-    url: '/internal/v1/events',
-    headers: { 'content-type': 'application/json', event_type: eventType, 'x-rh-sources-org-id': '7654321' },
-    payload: JSON.stringify(body)
-  })
+  const push = async (eventType: string, body: unknown): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string }> => {
+    for (;;) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/internal/v1/events',
+        headers: { 'content-type': 'application/json', event_type: eventType, 'x-rh-sources-org-id': '7654321' },
+        payload: JSON.stringify(body)
+      })
+      // Load shedding on a busy machine: resend, as a bridge would.
+      if (res.statusCode !== 503) return res
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+  }
   const get = (url: string, identity = identities.base64.user_7654321): Promise<{ statusCode: number, json: () => any }> =>
     app.inject({ url, headers: { 'x-rh-identity': identity } })
 
@@ -79,7 +86,7 @@ t.test('a retrying source says when it retries, before any registration exists',
   const stack = await startStack(t, { env: { RETRY_BASE_DELAY_MS: '600000', RETRY_MAX_DELAY_MS: '600000' } })
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
   stack.sts.failureRate = 1
-  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 })
+  await untilNot503(() => pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }))
   await eventually(async () => (await inboxStates(stack))[0]?.attempts === 1 ? true : undefined)
   const { status, body } = await getJson(`${stack.url}${SOURCE}/7`)
   t.equal(status, 200)
@@ -90,22 +97,22 @@ t.test('a retrying source says when it retries, before any registration exists',
 t.test('Authentication.destroy of the credential a registration uses: confirmed, org-checked, unmapped and reported', async t => {
   const stack = await startStack(t)
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
-  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 })
+  await untilNot503(() => pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }))
   await eventually(async () => (await getJson(`${stack.url}${SOURCE}/7`)).body.state === 'registered' ? true : undefined)
   const destroy = { id: '311', resource_type: 'Application', resource_id: '42' }
   const ended = async (n: number): Promise<Array<{ outcome: string | null }>> =>
     eventually(async () => { const rows = await inboxStates(stack); return rows.length === n && rows[n - 1].state !== 'pending' ? rows : undefined })
 
-  await pushNative(stack.url, 'Authentication.destroy', destroy, { 'x-rh-sources-org-id': '1111111', 'x-rh-identity': identities.base64.user_other_org_1111111 })
+  await untilNot503(() => pushNative(stack.url, 'Authentication.destroy', destroy, { 'x-rh-sources-org-id': '1111111', 'x-rh-identity': identities.base64.user_other_org_1111111 }))
   t.equal((await ended(2))[1].outcome, 'registration belongs to another org; nothing done')
-  await pushNative(stack.url, 'Authentication.destroy', destroy, { 'webhook-id': 'first' })
+  await untilNot503(() => pushNative(stack.url, 'Authentication.destroy', destroy, { 'webhook-id': 'first' }))
   t.equal((await ended(3))[2].outcome, 'authentication still exists in sources-api; nothing removed')
-  await pushNative(stack.url, 'Authentication.destroy', { ...destroy, id: '999' })
+  await untilNot503(() => pushNative(stack.url, 'Authentication.destroy', { ...destroy, id: '999' }))
   t.equal((await ended(4))[3].outcome, 'not the authentication the registration uses')
   t.equal(stack.rhsm.requests.filter(r => r.method === 'DELETE').length, 0)
 
   stack.sources.authentications.delete('311')
-  await pushNative(stack.url, 'Authentication.destroy', destroy, { 'webhook-id': 'second' })
+  await untilNot503(() => pushNative(stack.url, 'Authentication.destroy', destroy, { 'webhook-id': 'second' }))
   t.match((await ended(5))[4].outcome, /^mapping removed; authentication deleted, CG2000 reported/)
   t.match((await getJson(`${stack.url}${SOURCE}/7`)).body, { state: 'unavailable', mapped: false, authentication_id: null, error: { code: 'CG2000' } })
   t.equal(stack.rhsm.requests.filter(r => r.method === 'DELETE').length, 1)
