@@ -65,7 +65,10 @@ t.test('a source whose events wait is pending with what it waits for; sourceless
   const pending = await get(`${SOURCE}/7`)
   t.equal(pending.statusCode, 200)
   t.match(pending.json(), {
-    source_id: '7', application_id: '42', state: 'pending', mapped: false,
+    source_id: '7',
+    application_id: '42',
+    state: 'pending',
+    mapped: false,
     waiting: { events: 1, event_ids: [1], reason: /^upstreams not configured: SOURCES_API_URL, SOURCES_PSK, RHSM_API_URL/, next_attempt_at: null }
   })
   t.equal((await get(`${SOURCE}/7`, identities.base64.user_other_org_1111111)).statusCode, 404, 'another org sees nothing')
