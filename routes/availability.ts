@@ -7,6 +7,7 @@ import { sourceKey } from '../src/events/keys.js'
 import { createCheckLimits } from '../src/ingress/check-limits.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { ProblemRef } from '../src/schemas.js'
+import { EVENT_ID_HEADER } from '../src/http/headers.js'
 
 const CheckBody = Type.Object({
   source_id: Type.Union([Type.String({ pattern: '^[0-9]{1,20}$' }), Type.Integer({ minimum: 0 })], { description: 'sources-api source id' })
@@ -52,7 +53,9 @@ export default async function availability (fastify: FastifyInstance): Promise<v
       const registration = await app.store.registrations.findBySource(tenant.orgId, sourceId)
       if (registration?.state === 'paused' || registration?.state === 'removed') return reply.code(204).send()
       if (await app.store.inbox.hasPending(tenant.orgId, sourceKey(sourceId), CHECK_EVENT)) return reply.code(204).send()
-      await app.store.inbox.append([checkEvent(tenant, sourceId, 'sources-api')])
+      const [id] = await app.store.inbox.append([checkEvent(tenant, sourceId, 'sources-api')])
+      // null: a check of the same source within the minute was stored already (one delivery).
+      if (id !== null && id !== undefined) reply.header(EVENT_ID_HEADER, String(id))
       return reply.code(204).send()
     })
   }

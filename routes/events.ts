@@ -1,3 +1,4 @@
+import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import { pushRouteServed } from '../src/config.js'
 import type { PushChannel } from '../src/events/event.js'
@@ -6,8 +7,14 @@ import { loggedId } from '../src/log.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { ProblemRef } from '../src/schemas.js'
 import { InboxBusy } from '../src/store/inbox.js'
+import { EVENT_ID_HEADER } from '../src/http/headers.js'
 
 const BODY_LIMIT = 4 * 1024 * 1024
+const EventIdHeader = Type.String({
+  description: 'The stored event ids, comma-separated in the order of the pushed events (a batch names each); ' +
+    'look one up at GET /internal/v1/events/{id}',
+  examples: ['1', '17,18,19']
+})
 
 export default async function events (app: FastifyInstance): Promise<void> {
   if (!pushRouteServed(app.config)) {
@@ -18,6 +25,20 @@ export default async function events (app: FastifyInstance): Promise<void> {
   // the event for good, so every body is taken raw and the push format decides how to read it.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
+
+  /** Each event's id, a redelivery's being that of the event it repeats (unknown once pruned: left out). */
+  async function withOriginals (keys: string[], ids: Array<number | null>): Promise<number[]> {
+    const repeated = keys.filter((_, i) => ids[i] === null)
+    if (repeated.length === 0) return ids as number[]
+    try {
+      const originals = await app.store.inbox.idsOfDeliveries(repeated)
+      return ids.map((id, i) => id ?? originals.get(keys[i])).filter((id): id is number => id !== undefined)
+    } catch (err) {
+      // The events are stored; only the header is lost.
+      app.log.warn({ err }, 'looking up the originals of redelivered events failed')
+      return ids.filter((id): id is number => id !== null)
+    }
+  }
 
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
@@ -33,8 +54,16 @@ export default async function events (app: FastifyInstance): Promise<void> {
         'over a body that carries the whole event: CloudEvents structured or batch, or a record batch.',
       security: [{ bearer: [] }, { dapr: [] }, {}],
       response: {
-        200: { description: 'All events were already stored (redelivery)', type: 'null' },
-        202: { description: 'Stored; will be processed in order for its source', type: 'null' },
+        200: {
+          description: 'All events were already stored (redelivery); cloudoreg-event-id names the stored originals',
+          type: 'null',
+          headers: { [EVENT_ID_HEADER]: EventIdHeader }
+        },
+        202: {
+          description: 'Stored; will be processed in order for its source. The body stays empty for bridges',
+          type: 'null',
+          headers: { [EVENT_ID_HEADER]: EventIdHeader }
+        },
         400: ProblemRef,
         401: ProblemRef,
         413: ProblemRef,
@@ -67,8 +96,11 @@ export default async function events (app: FastifyInstance): Promise<void> {
       stored++
       app.metrics.eventsReceived(event.eventType)
     })
+    const eventIds = await withOriginals(result.events.map(e => e.dedupeKey), ids)
     const deliveryIds = result.events.map(e => e.deliveryId).filter(id => id !== null).slice(0, 10).map(loggedId)
-    request.log.info({ stored, duplicates: ids.length - stored, channel, deliveryIds }, 'events pushed')
+    request.log.info({ stored, duplicates: ids.length - stored, channel, eventIds: eventIds.slice(0, 10), deliveryIds }, 'events pushed')
+    // A bridge reads only the status; people and scripts find their events by these ids.
+    if (eventIds.length > 0) reply.header(EVENT_ID_HEADER, eventIds.join(','))
     return reply.code(stored > 0 ? 202 : 200).send()
   })
 }

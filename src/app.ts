@@ -21,10 +21,12 @@ import pushPort from './plugins/infrastructure/push-port.js'
 import requestBounds from './plugins/infrastructure/request-bounds.js'
 import shutdown from './plugins/infrastructure/shutdown.js'
 import availability from '../routes/availability.js'
+import diagnosis from '../routes/diagnosis.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
 import operator from '../routes/operator.js'
 import sources from '../routes/sources.js'
+import sysconfig from '../routes/sysconfig.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
 function packageVersion (): string {
@@ -92,6 +94,8 @@ export async function buildApp ({ config, logStream, hooks }: AppOptions): Promi
   await app.register(health)
   await app.register(events)
   await app.register(sources)
+  await app.register(diagnosis)
+  await app.register(sysconfig)
   await app.register(availability)
   await app.register(operator)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })

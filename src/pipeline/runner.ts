@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { backoffDelay, type Backoff } from '../backoff.js'
+import { applicationOfKey } from '../events/keys.js'
 import { loggedId, type Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
@@ -19,6 +20,8 @@ export interface EventContext {
   log: Logger
   /** Survives from one attempt to the next of this event (not across restarts). */
   memo: Record<string, unknown>
+  /** The source the event concerns, once known; a handler sets it when it learns it from sources-api. */
+  sourceId: string | null
 }
 
 export interface EventHandler {
@@ -57,6 +60,24 @@ export interface Runner {
   running: () => number
 }
 
+/** One line per finished event: what support greps for first. */
+export function logFinished (log: Logger, event: InboxEvent, e: { state: EventEnd['state'], outcome: Outcome, attempts: number, durationMs: number, sourceId: string | null }): void {
+  const { registration, status } = e.outcome
+  log.info({
+    eventId: event.id,
+    eventType: event.eventType,
+    orgId: event.orgId,
+    sourceId: e.sourceId ?? registration?.sourceId ?? event.sourceId,
+    applicationId: registration?.applicationId ?? applicationOfKey(event.queueKey),
+    state: e.state,
+    outcome: e.outcome.note,
+    status: status?.status ?? null,
+    errorCode: status?.status === 'unavailable' ? registration?.lastErrorCode ?? null : null,
+    attempts: e.attempts,
+    durationMs: e.durationMs
+  }, 'event finished')
+}
+
 /** A database hiccup while recording an outcome: retried until it passes. */
 const RECORD_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
@@ -66,8 +87,8 @@ export function createRunner (o: RunnerOptions): Runner {
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, o.stopping)
 
-  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, sourceId }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 1; ; failures++) {
       try {
@@ -84,6 +105,7 @@ export function createRunner (o: RunnerOptions): Runner {
       }
     }
     o.metrics.eventEnded(event.eventType, state, (Date.now() - startedAt) / 1000)
+    logFinished(o.log, event, { state, outcome, attempts, durationMs: Date.now() - startedAt, sourceId })
     if (outcome.status) o.onOutcome()
   }
 
@@ -94,6 +116,7 @@ export function createRunner (o: RunnerOptions): Runner {
     let attempts = event.attempts
     let wakeAt = event.nextAttemptAt.getTime()
     const memo: Record<string, unknown> = {}
+    let sourceId = event.sourceId
     while (!o.stopping.aborted && !o.keeper.isLost(event.leaseKey)) {
       if (wakeAt > Date.now()) {
         try {
@@ -103,7 +126,7 @@ export function createRunner (o: RunnerOptions): Runner {
         }
       }
       attempts++
-      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo }
+      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
       type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
       const result = await slots.add(async (): Promise<Attempt | undefined> => {
         // Queued for a slot when shutdown began: leave the event pending for the next start.
@@ -115,8 +138,9 @@ export function createRunner (o: RunnerOptions): Runner {
         }
       })
       if (result === undefined) return
+      sourceId = ctx.sourceId
       if (result.outcome !== undefined) {
-        await end(event, attempts, 'done', result.outcome, startedAt)
+        await end(event, attempts, 'done', result.outcome, startedAt, sourceId)
         return
       }
       const err = result.err
@@ -130,13 +154,13 @@ export function createRunner (o: RunnerOptions): Runner {
       // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
       if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
         log.warn({ attempts, error: message }, 'giving up on event')
-        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt)
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId)
         return
       }
       wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
       log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
       // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
-      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message)
+      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)
         .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
     }
   }

@@ -3,7 +3,7 @@ import PQueue from 'p-queue'
 import type { LeasableEvent, Leases } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { createLeaseKeeper } from './lease-keeper.js'
-import { createRunner, type EventHandler, type RunnerOptions } from './runner.js'
+import { createRunner, logFinished, type EventHandler, type RunnerOptions } from './runner.js'
 
 export interface SchedulerOptions extends Omit<RunnerOptions, 'keeper' | 'stopping'> {
   inbox: Inbox
@@ -93,7 +93,10 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
         }
         if (ignored.length > 0) {
           await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
-          for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
+          for (const e of ignored) {
+            o.metrics.eventEnded(e.eventType, 'ignored', 0)
+            logFinished(o.log, e, { state: 'ignored', outcome: { note: 'no action for this event type' }, attempts: 0, durationMs: 0, sourceId: e.sourceId })
+          }
         }
         // Another replica may have taken a free key since the read: its events are that replica's.
         const taken = await o.leases.take([...new Set(runnable.map(r => r.event.leaseKey))])

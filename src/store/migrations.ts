@@ -108,5 +108,22 @@ export const migrations: string[] = [
   drop index status_outbox_unsent;
   create index status_outbox_unsent on status_outbox (id) where sent_at is null and not superseded and parked_at is null;
   create index status_outbox_parked on status_outbox (id) where parked_at is not null and sent_at is null and not superseded;
+  `,
+  // Following an event: the source an event concerns (named by it, or learnt while running it),
+  // replays both ways, a redelivery's original id; what a registration's last check found, step
+  // by step; customers' re-checks, one a minute per source.
+  `
+  alter table inbox add column source_id text, add column replay_of bigint, add column replayed_as bigint;
+  create index inbox_by_source on inbox (org_id, source_id, id) where source_id is not null;
+  create index inbox_by_dedupe_key on inbox (dedupe_key);
+  create index inbox_dead on inbox (id) where state = 'dead';
+  alter table registrations add column failed_step text, add column upstream_code text, add column external_id text,
+    add column checked_at timestamptz;
+  create table check_requests (
+    org_id text not null,
+    source_id text not null,
+    requested_at timestamptz not null default now(),
+    primary key (org_id, source_id)
+  );
   `
 ]

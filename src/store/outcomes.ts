@@ -24,6 +24,8 @@ export interface EventEnd {
   accountNumber: string | null
   attempts: number
   state: 'done' | 'ignored' | 'dead'
+  /** The source the event concerned, when known: kept with the event so that its source's history finds it. */
+  sourceId: string | null
 }
 
 /** The event's key is leased to another replica now, or the event already ended there: nothing was written. */
@@ -42,8 +44,9 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
     if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
     if (outcome.audit) await insertAudit(client, { ...outcome.audit, eventId: end.eventId })
     const ended = await client.query(
-      'update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now() where id = $1 and state = \'pending\'',
-      [end.eventId, end.state, outcome.note, end.attempts])
+      `update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now(), source_id = coalesce(source_id, $5)
+       where id = $1 and state = 'pending'`,
+      [end.eventId, end.state, outcome.note, end.attempts, end.sourceId ?? outcome.registration?.sourceId ?? null])
     if (ended.rowCount === 0) throw new LeaseLostError(`event ${end.eventId} has already ended`)
   })
 }

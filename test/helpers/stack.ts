@@ -141,6 +141,19 @@ export async function pushNative (url: string, eventType: string, body: unknown,
   })
 }
 
+/**
+ * Sends a request again while it answers 503 (load shedding on a busy machine), as a bridge
+ * or a client honouring Retry-After would; anything else is the answer.
+ */
+export async function untilNot503 (send: () => Promise<Response>, attempts = 100): Promise<Response> {
+  for (let i = 1; ; i++) {
+    const res = await send()
+    if (res.status !== 503 || i >= attempts) return res
+    await res.arrayBuffer()
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
+
 export async function getJson (url: string, identity: string = identities.base64.user_7654321): Promise<{ status: number, body: any }> {
   const res = await fetch(url, { headers: { 'x-rh-identity': identity } })
   return { status: res.status, body: await res.json() }

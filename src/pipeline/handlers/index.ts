@@ -1,6 +1,6 @@
 import { CHECK_EVENT } from '../../events/event.js'
 import type { EventHandler } from '../runner.js'
-import { applicationState, asWrite, gaveUp, idOf, isNotFound, linkGone, refusedIfForeign, removeMapping, tenantOf, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
+import { applicationState, asWrite, gaveUp, idOf, isNotFound, linkGone, refusedIfForeign, removeMapping, tenantOf, unavailable, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export interface HandlerDeps extends FlowDeps {
   /** A check of sources-api within this long of the registration's last decision reports it again, without STS. */
@@ -9,7 +9,7 @@ export interface HandlerDeps extends FlowDeps {
 
 /** A handler for the events of one application; `appOf` says which, from the event body. */
 function forApplication (deps: FlowDeps, appOf: (body: Record<string, unknown>) => string, handle: EventHandler['handle']): EventHandler {
-  return { handle, exhausted: async (ctx, _error) => gaveUp(deps, ctx, appOf(ctx.event.body)) }
+  return { handle, exhausted: async (ctx, error) => gaveUp(deps, ctx, appOf(ctx.event.body), error) }
 }
 
 /**
@@ -57,6 +57,31 @@ export function createHandlers (deps: HandlerDeps): Map<string, EventHandler> {
         if (app === '') return { note: 'authentication is linked to no application' }
       }
       return verifyAndRegister(deps, ctx, { applicationId: app, authenticationId, whilePaused: 'store' })
+    })],
+
+    // sources-api emits only this when a customer deletes the credential itself; the application stays.
+    ['Authentication.destroy', forApplication(deps, b => idOf(b.resource_id), async ctx => {
+      const { body } = ctx.event
+      if (body.resource_type !== 'Application') return { note: 'not an application\'s authentication' }
+      const authenticationId = id(body)
+      const existing = await registrations.findByApplication(idOf(body.resource_id))
+      if (existing === null || existing.state === 'removed') return { note: 'no registration' }
+      // Another org's registration is never touched by this org's event.
+      if (existing.orgId !== ctx.tenant.orgId) {
+        ctx.log.warn({ registrationOrg: existing.orgId }, 'Authentication.destroy of another org\'s registration ignored')
+        return { note: 'registration belongs to another org; nothing done' }
+      }
+      if (existing.authenticationId !== authenticationId) return { note: 'not the authentication the registration uses' }
+      ctx.sourceId = existing.sourceId
+      try {
+        await sources.getAuthentication(authenticationId, ctx.tenant)
+        return { note: 'authentication still exists in sources-api; nothing removed' }
+      } catch (err) {
+        if (!isNotFound(err)) throw err
+      }
+      const removed = await removeMapping(deps, existing, ctx)
+      const reported = unavailable({ ...removed.registration!, authenticationId: null }, 'CG2000', { step: 'read authentication', upstreamCode: 'HTTP 404' })
+      return { ...reported, note: `${removed.note}; authentication deleted, CG2000 reported` }
     })],
 
     ['Application.pause', forApplication(deps, id, async ctx => {

@@ -19,21 +19,27 @@ import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 declare module 'fastify' {
   interface FastifyInstance {
     scheduler: Scheduler | null
+    /** The AWS account cloudoreg verifies from (cached); what customers' trust policies name. */
+    ownAwsAccount: () => Promise<string>
   }
 }
 
 /** Wires upstream clients, handlers, the per-source scheduler and the status relay. */
 async function pipeline (app: FastifyInstance): Promise<void> {
   const { config } = app
+  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
+  const attempts = config.UPSTREAM_CALL_ATTEMPTS
+  const observe = app.metrics.upstreamCall
+  // Needs only AWS credentials: the account is known even while other upstreams are not configured.
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
+  app.decorate('ownAwsAccount', sts.ownAccountId)
+  app.addHook('onClose', async () => { sts.close() })
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
     app.decorate('scheduler', null)
     return
   }
-  const observe = app.metrics.upstreamCall
-  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
-  const attempts = config.UPSTREAM_CALL_ATTEMPTS
   const sourcesAgent = new Agent({ connections: config.CONCURRENCY * 2, keepAliveTimeout: 30_000 })
   const rhsmAgent = new Agent({
     connections: config.CONCURRENCY * 2,
@@ -48,7 +54,6 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   const rhsm = config.RHSM_MODE === 'dry-run'
     ? dryRunRhsm(app.log)
     : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
@@ -109,7 +114,6 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
     await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
-    sts.close()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })
 }
