@@ -4,6 +4,7 @@ import { pushIsOpen, type Config } from '../src/config.js'
 import { carriesToken, verifyWebhookSignature } from '../src/ingress/credentials.js'
 import { normalisePush } from '../src/ingress/normalise.js'
 import { sendProblem } from '../src/plugins/problem.js'
+import { UnstorableError } from '../src/store/inbox.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
@@ -51,11 +52,17 @@ export default async function events (app: FastifyInstance, { config }: { config
   }, async (request, reply) => {
     const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })
     if (!result.ok) return sendProblem(reply, 400, result.detail)
+    if (result.notes.length > 0) request.log.warn({ notes: result.notes.slice(0, 10) }, 'push accepted without what it could not use')
     let ids
     try {
       ids = await app.store.inbox.append(result.events)
     } catch (err) {
-      // Nothing was stored; the bridge retries a 503 later.
+      // Nothing was stored. Data the database refuses can never be stored: retrying would only repeat it.
+      if (err instanceof UnstorableError) {
+        request.log.error({ reason: err.message }, 'pushed events refused by the database')
+        return sendProblem(reply, 400, `the events cannot be stored: ${err.message}`)
+      }
+      // The bridge retries a 503 later.
       request.log.error({ err }, 'storing pushed events failed')
       return sendProblem(reply, 503, 'the event store is unavailable; retry later', { 'retry-after': '5' })
     }

@@ -42,7 +42,7 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
       security,
       querystring: Type.Object({
         limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-        offset: Type.Integer({ minimum: 0, default: 0 })
+        offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 })
       }, { additionalProperties: false }),
       response: {
         200: Type.Object({ meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }), data: Type.Array(DeadLetter) }),
@@ -74,7 +74,8 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
       tags: ['operations'],
       summary: 'Run an ended event again, as a new event behind its source\'s others',
       security,
-      params: Type.Object({ id: Type.Integer({ minimum: 1 }) }),
+      // inbox.id is a bigint: a larger number would reach PostgreSQL as "1e+21" (a 500).
+      params: Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) }),
       response: {
         202: Type.Object({ replayed_as: Type.Integer({ description: 'The id of the new event' }) }),
         400: ProblemRef,

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { decodeIdentity } from '../src/identity.js'
+import { callerIdentity } from '../src/identity.js'
 import { sendProblem } from '../src/plugins/problem.js'
 import { REGISTRATION_STATES, type Registration } from '../src/store/registrations.js'
 
@@ -37,7 +37,8 @@ type SourceStatusBody = Static<typeof SourceStatus>
 
 const ListQuery = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  offset: Type.Integer({ minimum: 0, default: 0 }),
+  // Bounded: PostgreSQL's OFFSET is a bigint, and a larger number reaches it as "1e+30" (a 500).
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
   state: Type.Optional(State)
 }, { additionalProperties: false })
 
@@ -111,7 +112,7 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
   app.addSchema(SourceStatus)
   app.decorateRequest('orgId', '')
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const identity = decodeIdentity(request.headers['x-rh-identity'] as string | undefined)
+    const identity = callerIdentity(request.headers['x-rh-identity'] as string | undefined)
     if (!identity.ok) return sendProblem(reply, 401, identity.reason)
     request.orgId = identity.orgId
   })

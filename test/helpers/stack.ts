@@ -163,14 +163,23 @@ export async function inboxStates (stack: Stack): Promise<Array<{ id: number, ev
   return rows
 }
 
-/** The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests (fastify.inject). */
-export async function startBareApp (t: Teardown, env: Record<string, string> = {}): Promise<FastifyInstance> {
+/**
+ * The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests
+ * (fastify.inject). With `logs`, every log line is also kept there (set LOG_LEVEL in `env` to see any).
+ */
+export async function startBareApp (t: Teardown, env: Record<string, string> = {}, logs?: string[]): Promise<FastifyInstance> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bare-'))
   recordEnvSecrets(env)
   const logFile = serverLogPath()
   const app = await buildApp({
     config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...env }),
-    logStream: new Writable({ write (chunk, _encoding, done) { appendFileSync(logFile, chunk); done() } })
+    logStream: new Writable({
+      write (chunk, _encoding, done) {
+        logs?.push(chunk.toString())
+        appendFileSync(logFile, chunk)
+        done()
+      }
+    })
   })
   t.teardown(async () => {
     await app.close()
