@@ -53,6 +53,14 @@ export default async function availability (fastify: FastifyInstance, { config }
       security: [{ identity: [] }],
       body: CheckBody,
       response: { 204: { description: 'Accepted (or nothing to do)', type: 'null' }, 400: ProblemRef, 401: ProblemRef, 503: ProblemRef }
+    },
+    // Before the schema: its type coercion would turn 2^53 (2^53+1 as JSON reads it) into the string
+    // "9007199254740992", which the string branch then accepts.
+    preValidation: async (request, reply) => {
+      const sourceId = (request.body as { source_id?: unknown } | null)?.source_id
+      if (typeof sourceId === 'number' && !(Number.isSafeInteger(sourceId) && sourceId >= 0)) {
+        return sendProblem(reply, 400, 'body/source_id must be a string of digits or an integer from 0 to 2^53-1')
+      }
     }
   }, async (request, reply) => {
     const caller = tenantOf(request.headers)
