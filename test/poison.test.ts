@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import type { IncomingEvent } from '../src/ingress/normalise.js'
+import type { IncomingEvent } from '../src/events/event.js'
 import { ORG, startBareApp } from './helpers/stack.js'
 
 // Poison: input that PostgreSQL refuses although JSON.parse and HTTP accept it (NUL, lone surrogates,
