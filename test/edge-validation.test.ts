@@ -1,6 +1,6 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { ACCOUNT, identities, ORG, startBareApp } from './helpers/stack.js'
+import { ACCOUNT, identities, injectPastShedding, ORG, startBareApp } from './helpers/stack.js'
 
 // Inputs are validated where they arrive: tenant numbers from every channel, numbers that reach a
 // column, ids in event bodies, record-batch coordinates, identities. The answer is a 4xx naming what
@@ -22,7 +22,7 @@ const native = { 'content-type': 'application/json', event_type: 'ApplicationAut
 const create = JSON.stringify({ application_id: 42, authentication_id: 311 })
 
 async function push (headers: Record<string, string>, payload: string): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'POST', url: '/internal/v1/events', headers, payload })
+  return injectPastShedding(app, { method: 'POST', url: '/internal/v1/events', headers, payload })
 }
 
 async function rows (): Promise<Array<{ org_id: string, account_number: string | null, body: any, delivery_id: string | null }>> {
@@ -71,7 +71,7 @@ t.test('org ids are digits of bounded length from every channel (400); an accoun
 
   // The availability check: its org id header too (400), and its account number.
   const check = (headers: Record<string, string>): Promise<LightMyRequestResponse> =>
-    app.inject({ method: 'POST', url: '/internal/api/cloudoreg/v1/availability_status', headers: { 'content-type': 'application/json', ...headers }, payload: '{"source_id":"7"}' })
+    injectPastShedding(app, { method: 'POST', url: '/internal/api/cloudoreg/v1/availability_status', headers: { 'content-type': 'application/json', ...headers }, payload: '{"source_id":"7"}' })
   const bad = await check({ 'x-rh-sources-org-id': 'abc', 'x-rh-identity': identities.base64.system_7654321 })
   t.equal(bad.statusCode, 400, 'letters in the check\'s org id header, even beside a valid identity')
   t.match(bad.json(), { detail: /x-rh-sources-org-id is not a valid org id/ })
@@ -96,12 +96,12 @@ t.test('numeric query and path inputs are bounded to their columns: 400, never a
     ['GET', '/api/cloudoreg/v1/sources/1e3', identity]
   ]
   for (const [method, url, headers] of cases) {
-    const res = await app.inject({ method: method as 'GET' | 'POST', url, headers })
+    const res = await injectPastShedding(app, { method: method as 'GET' | 'POST', url, headers })
     t.equal(res.statusCode, 400, `${method} ${url}`)
     t.match(res.headers['content-type'], /application\/problem\+json/)
   }
-  t.equal((await app.inject({ method: 'GET', url: '/api/cloudoreg/v1/sources?offset=9007199254740991', headers: identity })).statusCode, 200, 'the largest offset allowed')
-  t.equal((await app.inject({ method: 'POST', url: '/internal/v1/events/9007199254740991/replay', headers: operator })).statusCode, 404, 'the largest id allowed')
+  t.equal((await injectPastShedding(app, { method: 'GET', url: '/api/cloudoreg/v1/sources?offset=9007199254740991', headers: identity })).statusCode, 200, 'the largest offset allowed')
+  t.equal((await injectPastShedding(app, { method: 'POST', url: '/internal/v1/events/9007199254740991/replay', headers: operator })).statusCode, 404, 'the largest id allowed')
 })
 
 t.test('ids in event bodies are decimal strings or exact integers: 1e21 and 2^53+1 are refused, not rounded to another resource', async t => {
@@ -124,7 +124,7 @@ t.test('ids in event bodies are decimal strings or exact integers: 1e21 and 2^53
     'a decimal string of any int64 and the largest exact integer are ids')
   t.equal((await push({ ...native, event_type: 'Records.update', 'webhook-id': 'ids-2' }, '{"id":1e21}')).statusCode, 202, 'an event type cloudoreg ignores keeps its body as it is')
 
-  const check = async (payload: string): Promise<number> => (await app.inject({
+  const check = async (payload: string): Promise<number> => (await injectPastShedding(app, {
     method: 'POST', url: '/internal/api/cloudoreg/v1/availability_status', headers: { 'content-type': 'application/json', 'x-rh-sources-org-id': ORG }, payload
   })).statusCode
   t.equal(await check('{"source_id":1e21}'), 400, 'the availability check refuses 1e21')
@@ -160,7 +160,7 @@ t.test('record-batch partition and offset are non-negative integers in Kafka\'s 
 
 t.test('identity: an org_id that is not an org id, or that disagrees with internal.org_id, is 401; only the listed types are accepted', async t => {
   const status = async (identity: unknown): Promise<LightMyRequestResponse> =>
-    app.inject({ method: 'GET', url: '/api/cloudoreg/v1/sources', headers: { 'x-rh-identity': b64(identity) } })
+    injectPastShedding(app, { method: 'GET', url: '/api/cloudoreg/v1/sources', headers: { 'x-rh-identity': b64(identity) } })
   const refused: Array<[string, unknown, RegExp]> = [
     ['letters in org_id, beside a valid internal.org_id', { identity: { org_id: 'abc', internal: { org_id: ORG }, type: 'User' } }, /org_id that is not an org id/],
     ['org_id disagreeing with internal.org_id', { identity: { org_id: ORG, internal: { org_id: '1111111' }, type: 'User' } }, /disagrees with its internal\.org_id/],
@@ -181,7 +181,7 @@ t.test('identity: an org_id that is not an org id, or that disagrees with intern
     'an empty org_id is Go\'s zero value (sources-api\'s generated identities): internal.org_id decides')
 
   const disagreeing = b64({ identity: { org_id: ORG, internal: { org_id: '1111111' }, type: 'System' } })
-  const check = await app.inject({ method: 'POST', url: '/internal/api/cloudoreg/v1/availability_status', headers: { 'content-type': 'application/json', 'x-rh-identity': disagreeing }, payload: '{"source_id":"7"}' })
+  const check = await injectPastShedding(app, { method: 'POST', url: '/internal/api/cloudoreg/v1/availability_status', headers: { 'content-type': 'application/json', 'x-rh-identity': disagreeing }, payload: '{"source_id":"7"}' })
   t.equal(check.statusCode, 401, 'the availability check, on its identity alone')
   const pushed = await push({ 'content-type': 'application/json', event_type: 'Source.destroy', 'x-rh-identity': disagreeing }, '{"id":7}')
   t.equal(pushed.statusCode, 400, 'a push whose only tenant is that identity')

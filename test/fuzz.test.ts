@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import type { LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { startBareApp } from './helpers/stack.js'
+import { injectPastShedding, startBareApp } from './helpers/stack.js'
 
 // Hostile and broken input across the routes that take any: every answer is a
 // 2xx or a 4xx problem+json (413 when oversized), never a 5xx; a rejected
@@ -161,12 +161,7 @@ t.test('poison that reaches the store: refused alone (400) exactly when PostgreS
   // Like a bridge: a push shed by load shedding (a busy CI machine) is sent again; it is not an answer about the input.
   let shed = 0
   async function push (headers: Record<string, string>, payload: string): Promise<LightMyRequestResponse> {
-    for (let attempt = 0; ; attempt++) {
-      const res = await app.inject({ method: 'POST', url: '/internal/v1/events', headers, payload })
-      if (res.statusCode !== 503 || !/overloaded|memory/.test(res.body) || attempt === 50) return res
-      shed++
-      await new Promise(resolve => setTimeout(resolve, 200))
-    }
+    return injectPastShedding(app, { method: 'POST', url: '/internal/v1/events', headers, payload }, () => { shed++ })
   }
 
   // Each poison push goes with a clean one in the same group commit: the clean one is always stored.

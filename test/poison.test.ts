@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import type { IncomingEvent } from '../src/events/event.js'
-import { ORG, startBareApp } from './helpers/stack.js'
+import { injectPastShedding, ORG, startBareApp } from './helpers/stack.js'
 
 // Poison: input that PostgreSQL refuses although JSON.parse and HTTP accept it (NUL, lone surrogates,
 // dedupe keys past the btree limit), and input wide enough to break a check, never fails or stalls
@@ -21,7 +21,7 @@ t.beforeEach(async () => {
 const native = { 'content-type': 'application/json', event_type: 'ApplicationAuthentication.create', 'x-rh-sources-org-id': ORG }
 
 async function push (headers: Record<string, string>, payload: string): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'POST', url: '/internal/v1/events', headers, payload })
+  return injectPastShedding(app, { method: 'POST', url: '/internal/v1/events', headers, payload })
 }
 
 async function count (table = 'inbox'): Promise<number> {

@@ -3,7 +3,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startFakeRhsm, type FakeRhsm } from './fake-rhsm.js'
@@ -200,5 +200,18 @@ export function createRecord (offset: number, applicationId: number, authenticat
       { key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') },
       { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }
     ]
+  }
+}
+
+/**
+ * fastify.inject, sent again (up to 50 times, 200 ms apart) while load shedding answers 503 "overloaded" or
+ * "memory", as a bridge would: on a busy machine that 503 says nothing about the request itself. `onShed` counts them.
+ */
+export async function injectPastShedding (app: FastifyInstance, options: InjectOptions, onShed: () => void = () => {}): Promise<LightMyRequestResponse> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await app.inject(options)
+    if (res.statusCode !== 503 || !/overloaded|memory/.test(res.body) || attempt === 50) return res
+    onShed()
+    await new Promise(resolve => setTimeout(resolve, 200))
   }
 }
