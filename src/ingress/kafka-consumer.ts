@@ -36,8 +36,8 @@ export interface KafkaEventConsumerOptions {
   onBatch?: (report: BatchReport) => void
   /** Assigned partitions changed (0 while not in the group). */
   onAssignment?: (partitions: number) => void
-  /** Test seam: runs after the inbox commit and before the offset commit of each batch. */
-  beforeOffsetCommit?: (report: BatchReport) => void | Promise<void>
+  /** Runs after the inbox commit and before the offset commit of each batch (a hook from buildApp's options). */
+  afterInboxCommit?: (report: BatchReport) => void | Promise<void>
   /** Consumer tuning over the defaults below. */
   consumer?: Partial<Omit<ConsumerConfig, 'groupId'>>
 }
@@ -137,7 +137,7 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     }
 
     const report = batchReport(batch, events, ids, skipped)
-    await o.beforeOffsetCommit?.(report)
+    await o.afterInboxCommit?.(report)
     // Every record of the batch is now stored, a duplicate, or skipped: commit past all of them.
     resolveOffset(report.lastOffset)
     await commitOffsetsIfNecessary({
