@@ -10,7 +10,9 @@ import { ProblemRef } from '../src/schemas.js'
 import { EVENT_ID_HEADER } from '../src/http/headers.js'
 
 const CheckBody = Type.Object({
-  source_id: Type.Union([Type.String({ pattern: '^[0-9]{1,20}$' }), Type.Integer({ minimum: 0 })], { description: 'sources-api source id' })
+  // A number JSON holds exactly: 1e21 would become "1e+21", and 2^53+1 another source's id.
+  source_id: Type.Union([Type.String({ pattern: '^[0-9]{1,20}$' }), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })],
+    { description: 'sources-api source id' })
 })
 
 /** cloudoreg's own path, and the one sources-api's cloud-meter check URL names by default (cloudigrade's). */
@@ -39,6 +41,14 @@ export default async function availability (fastify: FastifyInstance): Promise<v
         security: [{ identity: [] }],
         body: CheckBody,
         response: { 204: { description: 'Accepted (or nothing to do)', type: 'null' }, 400: ProblemRef, 401: ProblemRef, 429: ProblemRef, 503: ProblemRef }
+      },
+      // Before the schema: its type coercion would turn 2^53 (2^53+1 as JSON reads it) into the string
+      // "9007199254740992", which the string branch then accepts.
+      preValidation: async (request, reply) => {
+        const sourceId = (request.body as { source_id?: unknown } | null)?.source_id
+        if (typeof sourceId === 'number' && !(Number.isSafeInteger(sourceId) && sourceId >= 0)) {
+          return sendProblem(reply, 400, 'body/source_id must be a string of digits or an integer from 0 to 2^53-1')
+        }
       },
       // After validation, as before: a malformed body is a 400 whoever sends it.
       preHandler: app.auth.sourcesCaller

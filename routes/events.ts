@@ -6,7 +6,7 @@ import { normalisePush } from '../src/ingress/normalise.js'
 import { loggedId } from '../src/log.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { ProblemRef } from '../src/schemas.js'
-import { InboxBusy } from '../src/store/inbox.js'
+import { InboxBusy, UnstorableError } from '../src/store/inbox.js'
 import { EVENT_ID_HEADER } from '../src/http/headers.js'
 
 const BODY_LIMIT = 4 * 1024 * 1024
@@ -78,10 +78,16 @@ export default async function events (app: FastifyInstance): Promise<void> {
     const channel = request.pushChannel as PushChannel
     const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }, channel)
     if (!result.ok) return sendProblem(reply, 400, result.detail)
+    if (result.notes.length > 0) request.log.warn({ notes: result.notes.slice(0, 10) }, 'push accepted without what it could not use')
     let ids
     try {
       ids = await app.store.inbox.append(result.events)
     } catch (err) {
+      // Nothing was stored. Data the database refuses can never be stored: retrying would only repeat it.
+      if (err instanceof UnstorableError) {
+        request.log.error({ reason: err.message }, 'pushed events refused by the database')
+        return sendProblem(reply, 400, `the events cannot be stored: ${err.message}`)
+      }
       // Nothing was stored; the bridge retries a 503 later.
       if (err instanceof InboxBusy) {
         request.log.warn({ reason: err.message }, 'push shed')

@@ -51,7 +51,8 @@ function toBody (e: EventRecord): StoredEventBody {
   }
 }
 
-const EventParams = Type.Object({ id: Type.Integer({ minimum: 1, description: 'The event id, as the push reply\'s cloudoreg-event-id header gave it', examples: [1] }) })
+// inbox.id is a bigint: a larger number would reach PostgreSQL as "1e+21" (a 500).
+const EventParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'The event id, as the push reply\'s cloudoreg-event-id header gave it', examples: [1] }) })
 
 const ParkedStatus = Type.Object({
   id: Type.Integer(),

@@ -22,6 +22,25 @@ export interface InboxEvent {
 /** Per event appended: its inbox id, or null when it was a redelivery. */
 export type AppendResult = Array<number | null>
 
+/**
+ * The database refused the events' data itself (SQLSTATE class 22 data exception, 23 integrity
+ * constraint, 54 program limit): storing the same events again can never succeed, so the caller
+ * must not retry them. Every other failure (connection, timeout, a missing table) is transient.
+ */
+export class UnstorableError extends Error {
+  override name = 'UnstorableError'
+
+  constructor (readonly sqlState: string, reason: string) {
+    // The message only: PostgreSQL's detail may quote the row, that is the event itself.
+    super(`the database refuses this data (SQLSTATE ${sqlState}: ${reason.slice(0, 200)})`)
+  }
+}
+
+function refusedData (err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code) ? code : null
+}
+
 interface Waiter {
   events: IncomingEvent[]
   resolve: (result: AppendResult) => void
@@ -100,6 +119,8 @@ export interface Inbox {
   /**
    * Stores events durably. Concurrent callers share one transaction (group
    * commit); each promise settles only after that transaction committed.
+   * Rejects with UnstorableError when the database refuses these events' data
+   * (never because of another caller's), else with the transient failure.
    */
   append: (events: IncomingEvent[]) => Promise<AppendResult>
   /** Called after each commit that stored new events. */
@@ -169,6 +190,11 @@ export function rowToEvent (row: Record<string, any>): InboxEvent {
     nextAttemptAt: row.next_attempt_at,
     receivedAt: row.received_at
   }
+}
+
+function unstorable (err: Error): Error {
+  const code = refusedData(err)
+  return code === null ? err : new UnstorableError(code, err.message)
 }
 
 export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS): Inbox {
@@ -241,7 +267,15 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
         }
         const group = waiting.splice(0, take)
         queuedEvents -= count
-        await writeGroup(group).catch((err: Error) => { for (const w of group) w.reject(err) })
+        await writeGroup(group).catch(async (err: Error) => {
+          if (refusedData(err) === null || group.length === 1) {
+            for (const w of group) w.reject(unstorable(err))
+            return
+          }
+          // One caller's data failed the statement all of them shared: write each alone, so that only
+          // that caller hears of it and everyone else's events are stored (in the same order).
+          for (const w of group) await writeGroup([w]).catch((e: Error) => { w.reject(unstorable(e)) })
+        })
       }
     } finally {
       writing = false

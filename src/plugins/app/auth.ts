@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { pushIsOpen, webhookKey } from '../../config.js'
 import type { PushChannel } from '../../events/event.js'
-import { decodeIdentity, isOrgId, type Tenant } from '../../identity.js'
+import { callerIdentity, decodeIdentity, isOrgId, optionalAccountNumber, type Tenant } from '../../identity.js'
 import { sendProblem } from '../infrastructure/problem.js'
 
 type Check = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
@@ -21,7 +21,7 @@ declare module 'fastify' {
       push: Check
       /** Operator routes: INTERNAL_TOKEN only; not the push token, never an identity. */
       internal: Check
-      /** The status API: `x-rh-identity` → `request.tenant`. */
+      /** The status API: `x-rh-identity` of an accepted type (ACCEPTED_IDENTITY_TYPES) → `request.tenant`. */
       identity: Check
       /** sources-api's availability check: its tenant headers, else its identity → `request.tenant` (sources-api sends no credential). */
       sourcesCaller: Check
@@ -96,15 +96,29 @@ function refusePush (reply: FastifyReply): FastifyReply {
     { 'www-authenticate': 'Bearer' })
 }
 
-/** The tenant of a call from sources-api: its tenant headers, else its identity. */
-function sourcesTenant (headers: Record<string, string | string[] | undefined>): Tenant | null {
-  const orgId = headers['x-rh-sources-org-id']
-  const account = headers['x-rh-sources-account-number']
-  const identity = decodeIdentity(headers['x-rh-identity'] as string | undefined)
-  if (isOrgId(orgId)) {
-    return { orgId, accountNumber: typeof account === 'string' && account !== '' ? account : identity.ok ? identity.accountNumber : null }
+type SourcesTenant =
+  | { ok: true, tenant: Tenant, notes: string[] }
+  | { ok: false, status: 400 | 401, detail: string }
+
+/**
+ * The tenant of a call from sources-api: its tenant headers, else its identity. An org id header
+ * that is there must be valid (400); an identity that is used must be valid (401); an account
+ * number that is not one is dropped, with a note for the log.
+ */
+function sourcesTenant (headers: Record<string, string | string[] | undefined>): SourcesTenant {
+  const orgHeader = headers['x-rh-sources-org-id']
+  if (orgHeader !== undefined && orgHeader !== '' && !isOrgId(orgHeader)) {
+    return { ok: false, status: 400, detail: 'x-rh-sources-org-id is not a valid org id (digits)' }
   }
-  return identity.ok ? { orgId: identity.orgId, accountNumber: identity.accountNumber } : null
+  const notes: string[] = []
+  const account = optionalAccountNumber(headers['x-rh-sources-account-number'])
+  if (account.refused) notes.push('x-rh-sources-account-number is not an account number (digits); ignored')
+  if (isOrgId(orgHeader) && account.accountNumber !== null) return { ok: true, tenant: { orgId: orgHeader, accountNumber: account.accountNumber }, notes }
+  const identity = callerIdentity(headers['x-rh-identity'] as string | undefined)
+  if (identity.ok && identity.accountNumberRefused) notes.push('account_number in x-rh-identity is not an account number (digits); ignored')
+  if (isOrgId(orgHeader)) return { ok: true, tenant: { orgId: orgHeader, accountNumber: identity.ok ? identity.accountNumber : null }, notes }
+  if (!identity.ok) return { ok: false, status: 401, detail: `needs x-rh-sources-org-id or a valid x-rh-identity: ${identity.reason}` }
+  return { ok: true, tenant: { orgId: identity.orgId, accountNumber: identity.accountNumber }, notes }
 }
 
 async function auth (app: FastifyInstance): Promise<void> {
@@ -135,14 +149,15 @@ async function auth (app: FastifyInstance): Promise<void> {
       }
     },
     async identity (request, reply) {
-      const identity = decodeIdentity(request.headers['x-rh-identity'] as string | undefined)
+      const identity = callerIdentity(request.headers['x-rh-identity'] as string | undefined)
       if (!identity.ok) return sendProblem(reply, 401, identity.reason)
       request.tenant = { orgId: identity.orgId, accountNumber: identity.accountNumber }
     },
     async sourcesCaller (request, reply) {
-      const tenant = sourcesTenant(request.headers)
-      if (tenant === null) return sendProblem(reply, 401, 'needs x-rh-sources-org-id or an x-rh-identity with an org_id')
-      request.tenant = tenant
+      const caller = sourcesTenant(request.headers)
+      if (!caller.ok) return sendProblem(reply, caller.status, caller.detail)
+      if (caller.notes.length > 0) request.log.warn({ notes: caller.notes }, 'availability check taken without what it could not use')
+      request.tenant = caller.tenant
     }
   })
 }
