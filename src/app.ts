@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { pino, type DestinationStream } from 'pino'
+import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
-import { REDACTED_PATHS } from './log.js'
+import { createLogger } from './log.js'
 import kafkaConsumer from './plugins/kafka-consumer.js'
 import loadShedding from './plugins/load-shedding.js'
 import metrics from './plugins/metrics.js'
@@ -31,6 +31,12 @@ function packageVersion (): string {
   return '0.0.0'
 }
 
+const QUIET = new RegExp(`^(/healthz|/readyz|/metrics|${DOCS_PREFIX}/static/|/favicon\\.ico)`)
+
+function quietRequest (url = ''): boolean {
+  return QUIET.test(url)
+}
+
 export interface AppOptions {
   config: Config
   /** Where logs go (stdout when unset); tests capture them here. */
@@ -39,10 +45,7 @@ export interface AppOptions {
 
 /** Builds the whole service; `server.ts` only listens. */
 export async function buildApp ({ config, logStream }: AppOptions): Promise<FastifyInstance> {
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' }
-  }, logStream)
+  const logger = await createLogger(config.LOG_LEVEL, logStream)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
@@ -51,7 +54,12 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
     pluginTimeout: config.SHUTDOWN_GRACE_MS + 20_000,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
     // The shutdown plugin answers with Retry-After, and from the start of the drain.
-    return503OnClosing: false
+    return503OnClosing: false,
+    // Probes, metrics and Swagger UI's files every few seconds would drown the requests that matter.
+    disableRequestLogging: (request: { url?: string }) => quietRequest(request.url)
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    if (quietRequest(request.url)) request.log.debug({ url: request.url, statusCode: reply.statusCode, responseTime: reply.elapsedTime }, 'request completed')
   })
 
   await app.register(problem)

@@ -43,6 +43,8 @@ export interface DispatcherOptions {
   window: number
   retry: RetryPolicy
   log: Logger
+  /** While the database is known to be lost (it said so once), its failures here are not logged again. */
+  databaseDown?: () => boolean
   metrics: Metrics
 }
 
@@ -249,7 +251,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         lastRenewal = Date.now()
         lose(active.filter(key => !kept.has(key) && queues.has(key)))
       } catch (err) {
-        o.log.error({ err }, 'renewing leases failed')
+        if (o.databaseDown?.() !== true) o.log.error({ err }, 'renewing leases failed')
         // Past the lease, another replica may run these keys: stop starting their events here.
         if (Date.now() - lastRenewal >= o.leaseMs) lose(active.filter(key => queues.has(key)))
       }
@@ -265,7 +267,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     pulling = true
     pull()
       .catch((err: Error) => {
-        o.log.error({ err }, 'reading the inbox failed; retrying shortly')
+        if (o.databaseDown?.() !== true) o.log.error({ err }, 'reading the inbox failed; retrying shortly')
         setTimeout(wake, 1000).unref()
       })
       .finally(() => {

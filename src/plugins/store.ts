@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type pg from 'pg'
 import type { Config } from '../config.js'
 import { openDatabase } from '../store/db.js'
+import { watchDatabase, type DatabaseHealth } from '../store/health.js'
 import { createInbox, type Inbox } from '../store/inbox.js'
 import { createOutbox, type Outbox } from '../store/outbox.js'
 import { createRegistrations, type Registrations } from '../store/registrations.js'
@@ -11,6 +12,7 @@ export interface Store {
   pool: pg.Pool
   /** The embedded PostgreSQL, which no other process shares. */
   embedded: boolean
+  health: DatabaseHealth
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
@@ -30,14 +32,19 @@ async function store (app: FastifyInstance, { config }: { config: Config }): Pro
     embeddedPort: config.EMBEDDED_PG_PORT,
     log: app.log
   })
+  const health = watchDatabase({ pool: db.pool, dataDir: db.dataDir, intervalMs: 2000, log: app.log })
   app.decorate('store', {
     pool: db.pool,
     embedded: db.embedded,
+    health,
     inbox: createInbox(db.pool),
     outbox: createOutbox(db.pool),
     registrations: createRegistrations(db.pool)
   })
-  app.addHook('onClose', async () => { await db.close() })
+  app.addHook('onClose', async () => {
+    health.stop()
+    await db.close()
+  })
 }
 
 export default fp(store, { name: 'store' })
