@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { createLogger } from './log.js'
@@ -33,8 +33,17 @@ function packageVersion (): string {
 
 const QUIET = new RegExp(`^(/healthz|/readyz|/metrics|${DOCS_PREFIX}/static/|/favicon\\.ico)`)
 
-function quietRequest (url = ''): boolean {
-  return QUIET.test(url)
+/** Probes, metrics and Swagger UI's files every few seconds would drown the requests that matter: they log at debug. */
+class QuietProbes extends LogController {
+  incomingRequest (request: FastifyRequest, reply: FastifyReply): void {
+    if (QUIET.test(request.url)) request.log.debug({ req: request }, 'incoming request')
+    else super.incomingRequest(request, reply)
+  }
+
+  requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (QUIET.test(request.url) && !error) reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    else super.requestCompleted(error, request, reply)
+  }
 }
 
 export interface AppOptions {
@@ -55,11 +64,7 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
     // The shutdown plugin answers with Retry-After, and from the start of the drain.
     return503OnClosing: false,
-    // Probes, metrics and Swagger UI's files every few seconds would drown the requests that matter.
-    disableRequestLogging: (request: { url?: string }) => quietRequest(request.url)
-  })
-  app.addHook('onResponse', async (request, reply) => {
-    if (quietRequest(request.url)) request.log.debug({ url: request.url, statusCode: reply.statusCode, responseTime: reply.elapsedTime }, 'request completed')
+    logController: new QuietProbes()
   })
 
   await app.register(problem)

@@ -43,8 +43,8 @@ export interface DispatcherOptions {
   window: number
   retry: RetryPolicy
   log: Logger
-  /** While the database is known to be lost (it said so once), its failures here are not logged again. */
-  databaseDown?: () => boolean
+  /** Checks the database after a failure: while it is lost (the health monitor said so once), failures here are not logged again. */
+  databaseDown?: () => Promise<boolean>
   metrics: Metrics
 }
 
@@ -251,9 +251,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         lastRenewal = Date.now()
         lose(active.filter(key => !kept.has(key) && queues.has(key)))
       } catch (err) {
-        if (o.databaseDown?.() !== true) o.log.error({ err }, 'renewing leases failed')
         // Past the lease, another replica may run these keys: stop starting their events here.
         if (Date.now() - lastRenewal >= o.leaseMs) lose(active.filter(key => queues.has(key)))
+        if (await o.databaseDown?.() !== true) o.log.error({ err }, 'renewing leases failed')
       }
     })
   }
@@ -266,9 +266,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
     pulling = true
     pull()
-      .catch((err: Error) => {
-        if (o.databaseDown?.() !== true) o.log.error({ err }, 'reading the inbox failed; retrying shortly')
+      .catch(async (err: Error) => {
         setTimeout(wake, 1000).unref()
+        if (await o.databaseDown?.() !== true) o.log.error({ err }, 'reading the inbox failed; retrying shortly')
       })
       .finally(() => {
         pulling = false

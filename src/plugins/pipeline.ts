@@ -70,7 +70,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     window: config.INBOX_WINDOW,
     retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS },
     log: app.log,
-    databaseDown: app.store.health.down,
+    databaseDown: app.store.health.checkDown,
     metrics: app.metrics
   })
   app.decorate('dispatcher', dispatcher)

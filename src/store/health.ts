@@ -12,7 +12,8 @@ export interface DatabaseHealth {
   /** Undefined while the database answers; else what is wrong and since when. */
   problem: () => { detail: string, since: string } | undefined
   down: () => boolean
-  check: () => Promise<void>
+  /** Checks now (sharing a check in progress), then says whether the database is lost. */
+  checkDown: () => Promise<boolean>
   stop: () => void
 }
 
@@ -59,7 +60,10 @@ export function watchDatabase ({ pool, dataDir, intervalMs, log }: HealthOptions
   return {
     problem: () => problem,
     down: () => problem !== undefined,
-    check: async () => { await (checking ??= check().finally(() => { checking = undefined })) },
+    checkDown: async () => {
+      await (checking ??= check().finally(() => { checking = undefined }))
+      return problem !== undefined
+    },
     stop: () => clearInterval(timer)
   }
 }
