@@ -11,7 +11,7 @@ const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 
 const CheckBody = Type.Object({
   source_id: Type.Union([Type.String({ pattern: '^[0-9]{1,20}$' }), Type.Integer({ minimum: 0 })], { description: 'sources-api source id' })
-})
+}, { examples: [{ source_id: '7' }] })
 
 /** The tenant of a call from sources-api: its tenant headers, else its identity. */
 function tenantOf (headers: Record<string, string | string[] | undefined>): Tenant | null {

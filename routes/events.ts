@@ -4,6 +4,7 @@ import { pushIsOpen, type Config } from '../src/config.js'
 import { carriesToken, verifyWebhookSignature } from '../src/ingress/credentials.js'
 import { normalisePush } from '../src/ingress/normalise.js'
 import { sendProblem } from '../src/plugins/problem.js'
+import { PushBodies, PushHeaders } from './push-docs.js'
 
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
@@ -20,7 +21,11 @@ export default async function events (app: FastifyInstance, { config }: { config
 
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
-    config: { isPush: true },
+    config: {
+      isPush: true,
+      // The OpenAPI document only: the route itself takes every body raw and reads the format from it.
+      swaggerTransform: ({ schema, url }: { schema: object, url: string }) => ({ schema: { ...schema, headers: PushHeaders, body: PushBodies }, url })
+    },
     schema: {
       tags: ['ingress'],
       summary: 'Push sources-api events',

@@ -4,11 +4,14 @@ import type { Config } from '../src/config.js'
 import { metricsOnOwnPort } from '../src/plugins/metrics.js'
 import { sendProblem } from '../src/plugins/problem.js'
 
-const Health = Type.Object({ status: Type.String() }, { additionalProperties: true })
+const Health = Type.Object({ status: Type.String() }, {
+  additionalProperties: true,
+  examples: [{ status: 'ready', processing: true, statusSink: 'kafka', rhsmMode: 'live', queuedEvents: 0, queues: 0, running: 0 }]
+})
 const Alive = Type.Object({
   status: Type.String({ examples: ['ok'] }),
   database: Type.Optional(Type.String({ description: 'What is wrong with an external database (DATABASE_URL) since when; absent while it answers' }))
-})
+}, { examples: [{ status: 'ok' }] })
 
 export default async function health (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   // The embedded database is this process's own: lost, only a restart (or an operator) brings it

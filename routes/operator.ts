@@ -45,7 +45,9 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
         offset: Type.Integer({ minimum: 0, default: 0 })
       }, { additionalProperties: false }),
       response: {
-        200: Type.Object({ meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }), data: Type.Array(DeadLetter) }),
+        200: Type.Object({ meta: Type.Object({ count: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }), data: Type.Array(DeadLetter) }, {
+          examples: [{ meta: { count: 1, limit: 100, offset: 0 }, data: [{ id: 42, event_type: 'ApplicationAuthentication.create', org_id: '7654321', queue_key: 'app:42', delivery_id: 'msg_2Lq', attempts: 14, last_error: 'rhsm: 503', received_at: '2026-08-20T10:00:01.204Z', finished_at: '2026-08-20T11:02:13.101Z' }] }]
+        }),
         400: ProblemRef,
         401: ProblemRef
       }
@@ -76,7 +78,7 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
       security,
       params: Type.Object({ id: Type.Integer({ minimum: 1 }) }),
       response: {
-        202: Type.Object({ replayed_as: Type.Integer({ description: 'The id of the new event' }) }),
+        202: Type.Object({ replayed_as: Type.Integer({ description: 'The id of the new event' }) }, { examples: [{ replayed_as: 43 }] }),
         400: ProblemRef,
         401: ProblemRef,
         404: ProblemRef,

@@ -8,6 +8,24 @@ import { REGISTRATION_STATES, type Registration } from '../src/store/registratio
 const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const PREFIX = '/api/cloudoreg/v1'
 
+const EXAMPLE = {
+  source_id: '7',
+  application_id: '42',
+  authentication_id: '311',
+  org_id: '7654321',
+  account_number: '1234567',
+  aws_account_id: '123456789012',
+  role_arn: 'arn:aws:iam::123456789012:role/redhat-cloud-meter',
+  state: 'registered',
+  mapped: true,
+  availability_status: 'available',
+  error: null,
+  attempts: 1,
+  created_at: '2026-08-20T10:00:01.204Z',
+  updated_at: '2026-08-20T10:00:01.532Z',
+  verified_at: '2026-08-20T10:00:01.529Z'
+}
+
 const State = Type.Union(REGISTRATION_STATES.map(s => Type.Literal(s)), {
   description: 'pending: accepted, not decided · registered: verified, mapped, available reported · ' +
     'unavailable: a coded error was reported · paused · removed: mapping deleted'
@@ -31,7 +49,7 @@ const SourceStatus = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
   verified_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
-}, { $id: 'SourceStatus' })
+}, { $id: 'SourceStatus', examples: [EXAMPLE] })
 
 type SourceStatusBody = Static<typeof SourceStatus>
 
@@ -50,6 +68,12 @@ const SourceList = Type.Object({
     previous: Type.Union([Type.String(), Type.Null()])
   }),
   data: Type.Array(Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }))
+}, {
+  examples: [{
+    meta: { count: 1, limit: 100, offset: 0 },
+    links: { first: '/api/cloudoreg/v1/sources?limit=100&offset=0', last: '/api/cloudoreg/v1/sources?limit=100&offset=0', next: null, previous: null },
+    data: [EXAMPLE]
+  }]
 })
 
 const SourceParams = Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' }) })
@@ -76,6 +100,13 @@ const SourceHistory = Type.Object({
     sent_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     superseded: Type.Boolean({ description: 'A newer status was sent instead' })
   }), { description: 'Statuses reported to sources-api, oldest first' })
+}, {
+  examples: [{
+    source_id: '7',
+    application_id: '42',
+    events: [{ id: 1, event_type: 'ApplicationAuthentication.create', received_at: '2026-08-20T10:00:01.204Z', state: 'done', outcome: 'registered', attempts: 1, last_error: null, finished_at: '2026-08-20T10:00:01.532Z' }],
+    statuses: [{ status: 'available', error: '', decided_at: '2026-08-20T10:00:01.532Z', sent_at: '2026-08-20T10:00:01.560Z', superseded: false }]
+  }]
 })
 
 function toBody (r: Registration): SourceStatusBody {

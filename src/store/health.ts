@@ -12,7 +12,7 @@ export interface DatabaseHealth {
   /** Undefined while the database answers; else what is wrong and since when. */
   problem: () => { detail: string, since: string } | undefined
   down: () => boolean
-  /** Checks now (sharing a check in progress), then says whether the database is lost. */
+  /** Checks now, then says whether the database is lost. */
   checkDown: () => Promise<boolean>
   stop: () => void
 }
@@ -60,8 +60,9 @@ export function watchDatabase ({ pool, dataDir, intervalMs, log }: HealthOptions
   return {
     problem: () => problem,
     down: () => problem !== undefined,
+    // Its own check, not one that may have started before the failure that asks.
     checkDown: async () => {
-      await (checking ??= check().finally(() => { checking = undefined }))
+      await check()
       return problem !== undefined
     },
     stop: () => clearInterval(timer)
