@@ -31,6 +31,8 @@ async function loadShedding (app: FastifyInstance, { config }: { config: Config 
     retryAfter: RETRY_AFTER_S,
     healthCheckInterval: CHECK_EVERY_MS,
     async healthCheck () {
+      // Lost, the database is reported once by its health monitor; under-pressure would log each check.
+      if (app.store.health.down()) return false
       const { rows } = await app.store.pool.query<{ n: number }>(
         `select count(*)::int as n from (select 1 from inbox where state = 'pending' limit $1) backlog`, [config.MAX_BACKLOG + 1])
       return rows[0].n <= config.MAX_BACKLOG

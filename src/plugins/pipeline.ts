@@ -55,7 +55,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     http: () => httpStatusSink(sources),
     none: () => noStatusSink
   }
-  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
+  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000, databaseDown: app.store.health.checkDown })
   const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
   const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   const dispatcher = createDispatcher({

@@ -16,6 +16,8 @@ export interface StatusRelayOptions {
   /** How often to look for unsent rows without being woken (rows left by a crash, failed sends). */
   pollMs: number
   batchSize?: number
+  /** Checks the database after a failure: while it is lost (said once by its health monitor), failures are not logged. */
+  databaseDown?: () => Promise<boolean>
 }
 
 export interface StatusRelay {
@@ -64,7 +66,9 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
       } catch (err) {
         failures++
         const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7))
-        if (failures === 1 || failures % 10 === 0) o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        if ((failures === 1 || failures % 10 === 0) && await o.databaseDown?.() !== true) {
+          o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        }
         if (draining) return
         await sleep(delay)
       }
