@@ -8,6 +8,7 @@ import { DOCS_PREFIX } from '../src/plugins/openapi.js'
 import { startFakeRhsm } from '../test/helpers/fake-rhsm.js'
 import { startFakeSources } from '../test/helpers/fake-sources.js'
 import { startFakeSts } from '../test/helpers/fake-sts.js'
+import { upstreamEnv } from '../test/helpers/process.js'
 import { ACCOUNT, eventually, freePort, identities, ORG, PSK } from '../test/helpers/stack.js'
 
 // npm run demo: cloudoreg with the test suite's fakes of sources-api, STS and RHSM in this process,
@@ -33,15 +34,9 @@ const config = loadConfig({
   NODE_ENV: 'development',
   DATA_DIR: dataDir,
   EMBEDDED_PG_PORT: String(pgPort),
-  SOURCES_API_URL: sources.url,
-  SOURCES_PSK: PSK,
-  RHSM_API_URL: rhsm.url,
-  AWS_STS_ENDPOINT: sts.url,
+  ...upstreamEnv({ sources, sts, rhsm }),
   STATUS_SINK: 'http',
-  PUSH_AUTH: 'none',
-  // Short retries: the fakes answer at once, and a person is waiting.
-  RETRY_BASE_DELAY_MS: '200',
-  RETRY_MAX_DELAY_MS: '2000'
+  PUSH_AUTH: 'none'
 })
 const app = await buildApp({ config })
 closeWithGrace({ delay: 30_000 }, async () => {
