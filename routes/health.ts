@@ -1,8 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import type { Config } from '../src/config.js'
-import { metricsOnOwnPort } from '../src/plugins/metrics.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import { metricsOnOwnPort } from '../src/plugins/app/metrics.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 
 const Health = Type.Object({ status: Type.String() }, {
   additionalProperties: true,
@@ -13,9 +12,10 @@ const Alive = Type.Object({
   database: Type.Optional(Type.String({ description: 'What is wrong with an external database (DATABASE_URL) since when; absent while it answers' }))
 }, { examples: [{ status: 'ok' }] })
 
-export default async function health (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+export default async function health (app: FastifyInstance): Promise<void> {
   // The embedded database is this process's own: lost, only a restart (or an operator) brings it
   // back, so liveness fails. An external one may come back by itself: liveness reports, not fails.
+  const { config } = app
   app.get('/healthz', {
     config: { keepsAnswering: true },
     schema: {
@@ -40,7 +40,7 @@ export default async function health (app: FastifyInstance, { config }: { config
   }, async (_request, reply) => {
     if (app.shuttingDown()) return sendProblem(reply, 503, 'shutting down', { 'retry-after': '5' })
     try {
-      await app.store.pool.query({ text: 'select 1', query_timeout: 2000 } as { text: string })
+      await app.store.stats.ping(2000)
     } catch (err) {
       return sendProblem(reply, 503, `database unreachable: ${(err as Error).message}`, { 'retry-after': '5' })
     }

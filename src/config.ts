@@ -2,6 +2,7 @@ import envSchema from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import { closest, distance } from 'fastest-levenshtein'
 import { clowderEnv } from './clowder.js'
+import { ConfigError } from './config-error.js'
 
 const HTTP_URL = 'an http:// or https:// URL'
 
@@ -62,17 +63,6 @@ const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema> & {
   kafkaBrokers: string[]
   statusSink: 'kafka' | 'http' | 'none'
-}
-
-/** What is wrong with the configuration: one line per problem, each naming its setting. */
-export class ConfigError extends Error {
-  code = 'CLOUDOREG_CONFIG'
-  readonly problems: string[]
-  constructor (problems: string | string[]) {
-    const list = Array.isArray(problems) ? problems : [problems.replace(/^Invalid configuration: /, '')]
-    super(`Invalid configuration: ${list.join('; ')}`)
-    this.problems = list
-  }
 }
 
 type SettingSchema = { anyOf?: Array<{ const?: unknown }>, const?: unknown, type?: string, minimum?: number, maximum?: number, minLength?: number, description?: string }

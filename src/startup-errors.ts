@@ -1,4 +1,5 @@
-import { ConfigError, type Config } from './config.js'
+import type { Config } from './config.js'
+import { ConfigError } from './config-error.js'
 import { DataDirInUseError } from './store/data-dir-lock.js'
 
 type SystemError = Error & { code?: string, port?: number, address?: string, syscall?: string }
@@ -6,7 +7,7 @@ type SystemError = Error & { code?: string, port?: number, address?: string, sys
 // PostgreSQL's SQLSTATEs for a login or database that is not there.
 const DATABASE_REFUSALS: Record<string, string> = {
   '28P01': 'the password was refused',
-  '28000': 'the user may not connect',
+  28000: 'the user may not connect',
   '3D000': 'the database does not exist'
 }
 

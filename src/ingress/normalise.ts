@@ -1,20 +1,7 @@
 import { createHash } from 'node:crypto'
 import { decodeIdentity, isOrgId } from '../identity.js'
-import { queueKeyFor } from '../pipeline/queue-key.js'
-
-/** One event as the inbox stores it, whatever push format carried it. */
-export interface IncomingEvent {
-  eventType: string
-  orgId: string
-  accountNumber: string | null
-  body: Record<string, unknown>
-  queueKey: string | null
-  /** A redelivery of the same delivery carries the same key. */
-  dedupeKey: string
-  /** null: the key is a delivery id, remembered for good; else a content hash, remembered this long. */
-  dedupeTtlMs: number | null
-  deliveryId: string | null
-}
+import type { IncomingEvent } from '../events/event.js'
+import { queueKeyFor } from '../events/keys.js'
 
 export type NormaliseResult =
   | { ok: true, events: IncomingEvent[] }

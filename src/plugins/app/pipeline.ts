@@ -4,18 +4,16 @@ import { hostname } from 'node:os'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
-import { createRoleVerifier } from '../aws/sts.js'
-import { missingUpstreamSettings, type Config } from '../config.js'
-import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
-import { createHandlers } from '../pipeline/handlers/index.js'
-import { createRhsmClient, dryRunRhsm } from '../rhsm/client.js'
-import { createSourcesClient } from '../sources/client.js'
-import { kafkaConnection } from '../kafka/client.js'
-import { kafkaStatusSink } from '../status/kafka-sink.js'
-import { createStatusRelay, type StatusSink } from '../status/relay.js'
-import { httpStatusSink, noStatusSink } from '../status/sinks.js'
-import { createClaims } from '../store/claims.js'
-import { recordOutcome } from '../store/outcomes.js'
+import { createRoleVerifier } from '../../aws/sts.js'
+import { missingUpstreamSettings, type Config } from '../../config.js'
+import { createDispatcher, type Dispatcher } from '../../pipeline/dispatcher.js'
+import { createHandlers } from '../../pipeline/handlers/index.js'
+import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
+import { createSourcesClient } from '../../sources/client.js'
+import { kafkaConnection } from '../../kafka/client.js'
+import { kafkaStatusSink } from '../../status/kafka-sink.js'
+import { createStatusRelay, type StatusSink } from '../../status/relay.js'
+import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,7 +22,8 @@ declare module 'fastify' {
 }
 
 /** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
-async function pipeline (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+async function pipeline (app: FastifyInstance): Promise<void> {
+  const { config } = app
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
@@ -57,14 +56,14 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   }
   const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000, databaseDown: app.store.health.checkDown })
   const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
-  const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
+  const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
-    claims,
+    leases,
     leaseMs: config.LEASE_MS,
     pollMs: 1000,
-    recordOutcome: (end, outcome) => recordOutcome(app.store.pool, end, outcome),
+    recordOutcome: app.store.recordOutcome,
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
@@ -80,7 +79,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     // The embedded store is this process's alone: leases in it were left by a previous run that
     // died, and its sources need not wait LEASE_MS for them to expire.
     if (app.store.embedded) {
-      const cleared = await claims.clearAll()
+      const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
     dispatcher.start()
@@ -93,7 +92,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     if (shadow.length > 0) app.log.warn(settings, `pipeline started in shadow mode: verifying and recording, ${shadow.join(' and ')}`)
     else app.log.info(settings, 'pipeline started')
   })
-  // preClose runs before the store's onClose: work in flight ends while the database is still there.
+  // Work in flight ends while the database is still there (the close order is in src/app.ts).
   app.addHook('preClose', async () => {
     // One grace period for both: running attempts first, then what they reported.
     const deadline = Date.now() + config.SHUTDOWN_GRACE_MS

@@ -1,0 +1,16 @@
+/** One event as the inbox stores it, whatever channel carried it: a push format, a Kafka record, or cloudoreg itself. */
+export interface IncomingEvent {
+  eventType: string
+  orgId: string
+  accountNumber: string | null
+  body: Record<string, unknown>
+  queueKey: string | null
+  /** A redelivery of the same delivery carries the same key. */
+  dedupeKey: string
+  /** null: the key is a delivery id, remembered for good; else a content hash, remembered this long. */
+  dedupeTtlMs: number | null
+  deliveryId: string | null
+}
+
+/** Event type of cloudoreg's own re-verification, queued by the availability check and the operator routes. */
+export const CHECK_EVENT = 'cloudoreg.check'
