@@ -3,7 +3,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 /** `limit` and `offset` as every list of this service takes them. */
 export const PageQuery = {
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, examples: [100] }),
-  offset: Type.Integer({ minimum: 0, maximum: 2147483647, default: 0, examples: [0] })
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, examples: [0] })
 }
 
 /** A page of `item`, shaped like sources-api's lists: meta, links, data. */
