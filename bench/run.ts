@@ -385,13 +385,13 @@ async function memory (): Promise<void> {
     await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
   }
   await new Promise(resolve => setTimeout(resolve, SECONDS * 1000))
-  report('4. peak RSS with 100,000 events pending, upstream down', `${peakRss(server.child.pid!).toFixed(0)} MB`, 'VmHWM of the cloudoreg process after pushing 100 batches of 1,000 and 10 s of failing retries')
+  report(`4. peak RSS with ${total.toLocaleString('en')} events pending, upstream down`, `${peakRss(server.child.pid!).toFixed(0)} MB`, `VmHWM of the cloudoreg process after pushing ${total / 1000} batches of 1,000 and ${SECONDS} s of failing retries`)
   api.failureRate = 0
   await eventually(async () => {
     const m = /cloudoreg_inbox_pending (\d+)/.exec(await (await fetch(`${server.url}/metrics`)).text())
     return m && Number(m[1]) === 0 ? true : undefined
   }, 30 * 60_000, 'the backlog to drain')
-  report('4b. peak RSS after draining it', `${peakRss(server.child.pid!).toFixed(0)} MB`, 'VmHWM once the 100,000 events ended (application 404s: quick ends)')
+  report('4b. peak RSS after draining it', `${peakRss(server.child.pid!).toFixed(0)} MB`, `VmHWM once the ${total.toLocaleString('en')} events ended (application 404s: quick ends)`)
   await stop(server.child)
   await api.close()
   rmSync(server.dataDir, { recursive: true, force: true })
