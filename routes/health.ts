@@ -19,19 +19,21 @@ export default async function health (app: FastifyInstance): Promise<void> {
       summary: 'The database is reachable (Kafka is not required: the inbox keeps accepting events)',
       response: { 200: Health, 503: Type.Unsafe({ $ref: 'Problem#' }) }
     }
-  }, async (_request, reply) => {
+  }, async (request, reply) => {
     if (app.shuttingDown()) return sendProblem(reply, 503, 'shutting down', { 'retry-after': '5' })
     try {
       await app.store.stats.ping(2000)
     } catch (err) {
-      return sendProblem(reply, 503, `database unreachable: ${(err as Error).message}`, { 'retry-after': '5' })
+      // The driver's message can name hosts, users and settings: the log has it, the answer does not.
+      request.log.warn({ error: (err as Error).message }, 'readiness: database unavailable')
+      return sendProblem(reply, 503, 'database unavailable', { 'retry-after': '5' })
     }
     return {
       status: 'ready',
-      processing: app.dispatcher !== null,
+      processing: app.scheduler !== null,
       statusSink: config.statusSink,
       rhsmMode: config.RHSM_MODE,
-      ...(app.dispatcher ? app.dispatcher.stats() : {})
+      ...(app.scheduler ? app.scheduler.stats() : {})
     }
   })
 

@@ -13,16 +13,20 @@ import pipeline from './plugins/app/pipeline.js'
 import retention from './plugins/app/retention.js'
 import store from './plugins/app/store.js'
 import configPlugin from './plugins/infrastructure/config.js'
+import { boundServer } from './plugins/infrastructure/extra-listener.js'
 import loadShedding from './plugins/infrastructure/load-shedding.js'
 import openapi, { DOCS_PREFIX } from './plugins/infrastructure/openapi.js'
 import problem from './plugins/infrastructure/problem.js'
 import pushPort from './plugins/infrastructure/push-port.js'
+import requestBounds from './plugins/infrastructure/request-bounds.js'
 import shutdown from './plugins/infrastructure/shutdown.js'
 import availability from '../routes/availability.js'
+import diagnosis from '../routes/diagnosis.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
 import operator from '../routes/operator.js'
 import sources from '../routes/sources.js'
+import sysconfig from '../routes/sysconfig.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
 function packageVersion (): string {
@@ -63,6 +67,7 @@ export async function buildApp ({ config, logStream, hooks }: AppOptions): Promi
     // The shutdown plugin answers with Retry-After, and from the start of the drain.
     return503OnClosing: false
   })
+  boundServer(app.server, config)
 
   // The registration order below is the start-up order and, since preClose hooks run in registration
   // order and every onClose after them, also the shutdown order; it is written down here only:
@@ -74,6 +79,7 @@ export async function buildApp ({ config, logStream, hooks }: AppOptions): Promi
   await app.register(configPlugin, { config })
   await app.register(problem)
   await app.register(shutdown)
+  await app.register(requestBounds)
   await app.register(pushPort)
   // Application: the store first (everything reads or writes it), then what uses it.
   await app.register(store)
@@ -88,6 +94,8 @@ export async function buildApp ({ config, logStream, hooks }: AppOptions): Promi
   await app.register(health)
   await app.register(events)
   await app.register(sources)
+  await app.register(diagnosis)
+  await app.register(sysconfig)
   await app.register(availability)
   await app.register(operator)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })

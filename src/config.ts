@@ -3,6 +3,11 @@ import { Type, type Static } from '@sinclair/typebox'
 import { clowderEnv } from './clowder.js'
 import { ConfigError } from './config-error.js'
 
+/** Shorter tokens can be guessed or were never meant as secrets (32 characters: 192 bits in base64). */
+export const MIN_TOKEN_LENGTH = 32
+/** The HMAC key a webhook secret decodes to, at the least. */
+export const MIN_WEBHOOK_KEY_BYTES = 24
+
 const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
@@ -38,11 +43,17 @@ const ConfigSchema = Type.Object({
   KAFKA_GROUP_ID: Type.String({ minLength: 1, default: 'cloudoreg' }),
   STATUS_SINK: Type.Optional(Type.Union([Type.Literal('kafka'), Type.Literal('http'), Type.Literal('none')])),
 
-  PUSH_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
-  PUSH_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]{16,}$' })),
+  PUSH_TOKEN: Type.Optional(Type.String({ minLength: MIN_TOKEN_LENGTH })),
+  PUSH_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$' })),
   PUSH_AUTH: Type.Optional(Type.Literal('none')),
-  AVAILABILITY_CHECK_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
-  INTERNAL_TOKEN: Type.Optional(Type.String({ minLength: 8 })),
+  INTERNAL_TOKEN: Type.Optional(Type.String({ minLength: MIN_TOKEN_LENGTH })),
+
+  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, default: 30000 }),
+  HTTP_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000 }),
+  HTTP_MAX_CONNECTIONS: Type.Integer({ minimum: 1, default: 256 }),
+  MAX_BODY_BYTES_IN_FLIGHT: Type.Integer({ minimum: 4 * 1024 * 1024, default: 32 * 1024 * 1024 }),
+  DATABASE_POOL_SIZE: Type.Integer({ minimum: 2, maximum: 200, default: 20 }),
+  DATABASE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000 }),
 
   CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000 }),
@@ -50,6 +61,10 @@ const ConfigSchema = Type.Object({
   RETRY_MAX_ATTEMPTS: Type.Integer({ minimum: 1, default: 14 }),
   RETRY_BASE_DELAY_MS: Type.Integer({ minimum: 1, default: 2000 }),
   RETRY_MAX_DELAY_MS: Type.Integer({ minimum: 1, default: 15 * 60 * 1000 }),
+  STATUS_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+  CHECK_REUSE_SECONDS: Type.Integer({ minimum: 0, maximum: 86400, default: 300 }),
+  CHECK_ORG_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600 }),
+  CHECK_TOTAL_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 6000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
@@ -85,6 +100,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     const origin = fromClowder.length > 0 ? ` (${fromClowder.join(', ')} from ACG_CONFIG=${env.ACG_CONFIG})` : ''
     throw new ConfigError(`Invalid configuration: ${message}${origin}`)
   }
+  if (raw.PUSH_WEBHOOK_SECRET !== undefined) webhookKey(raw.PUSH_WEBHOOK_SECRET)
   if (raw.DATABASE_CA_PATH !== undefined && raw.DATABASE_URL === undefined) {
     throw new ConfigError('Invalid configuration: DATABASE_CA_PATH needs DATABASE_URL (the embedded PostgreSQL uses no TLS)')
   }
@@ -107,6 +123,19 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   return { ...raw, RHSM_MODE, kafkaBrokers, statusSink }
 }
 
+/**
+ * The HMAC key of a `whsec_` secret. Only canonical base64 counts: Node's decoder skips what it does
+ * not understand, so `whsec_` and sixteen `=` would otherwise be an empty key that anyone can sign with.
+ */
+export function webhookKey (secret: string): Buffer {
+  const text = secret.replace(/^whsec_/, '')
+  const key = Buffer.from(text, 'base64')
+  if (key.toString('base64') !== text || key.length < MIN_WEBHOOK_KEY_BYTES) {
+    throw new ConfigError(`Invalid configuration: PUSH_WEBHOOK_SECRET must be whsec_ and canonical base64 of at least ${MIN_WEBHOOK_KEY_BYTES} bytes`)
+  }
+  return key
+}
+
 /** Settings without which events are stored but cannot be processed. */
 export function missingUpstreamSettings (config: Config): string[] {
   const missing: string[] = []
@@ -121,15 +150,26 @@ export function pushIsOpen (config: Config): boolean {
   return config.PUSH_TOKEN === undefined && config.PUSH_WEBHOOK_SECRET === undefined
 }
 
+/**
+ * Whether the push route is served. In direct Kafka mode it is off unless a push credential is
+ * configured: the consumer is the way events come in, and an open route beside it would only be a
+ * way in for forged ones.
+ */
+export function pushRouteServed (config: Config): boolean {
+  return !config.KAFKA_CONSUME || !pushIsOpen(config)
+}
+
 /** Production refuses to start half-configured rather than silently store events for ever. */
 export function assertProductionReady (config: Config): void {
   if (config.NODE_ENV !== 'production') return
   const missing = missingUpstreamSettings(config)
   if (!config.DATABASE_URL) missing.push('DATABASE_URL')
+  // Operator routes can replay and re-verify anything: only their own token opens them.
+  if (!config.INTERNAL_TOKEN) missing.push('INTERNAL_TOKEN')
   if (missing.length > 0) {
     throw new ConfigError(`Invalid configuration: NODE_ENV=production needs ${missing.join(', ')}`)
   }
-  if (pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
+  if (pushRouteServed(config) && pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
     throw new ConfigError('Invalid configuration: NODE_ENV=production needs push authentication: PUSH_TOKEN or PUSH_WEBHOOK_SECRET, ' +
       'or PUSH_AUTH=none when a network policy protects the push route (Knative sends no credential)')
   }

@@ -14,3 +14,8 @@ export const REDACTED_PATHS = [
   'headers["x-rh-identity"]',
   'headers["x-rh-sources-psk"]'
 ]
+
+/** A sender's delivery id, as logged: enough of it to find the delivery, never all of it (it can be kilobytes). */
+export function loggedId (id: string | null): string | null {
+  return id === null ? null : id.slice(0, 64)
+}

@@ -145,7 +145,7 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
 
   const { rows: regs } = await db.query(`select count(*)::int as n from registrations where state = 'registered' and mapped`)
   t.equal(regs[0].n, SOURCES, 'the REST state matches: every source registered and mapped')
-  const sample = await fetch(`${url}/api/cloudoreg/v1/sources/1`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: ORG } })).toString('base64') } })
+  const sample = await fetch(`${url}/api/cloudoreg/v1/sources/1`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: ORG, type: 'User' } })).toString('base64') } })
   t.match(await sample.json(), { state: 'registered', aws_account_id: account(0, PER_SOURCE - 1) })
 
   t.equal(clearedLeases, 3, 'each restart cleared the leases its dead predecessor held')

@@ -75,6 +75,8 @@ t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events p
       while (next < SOURCES) {
         const i = next++
         if (k === 1) sources.authentications.get(auth(i))!.username = arn(i, 1)
+        // sources-api emits the destroy once the link is gone.
+        if (k === 2) sources.removeLinks(app(i))
         await push(i, k)
       }
     }))

@@ -1,7 +1,9 @@
 import type { Batch, Consumer, ConsumerConfig, EachBatchPayload } from 'kafkajs'
+import { backoffDelay, type Backoff } from '../backoff.js'
 import { KAFKA_RETRY, kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
 import type { IncomingEvent } from '../events/event.js'
+import { UnstorableError } from '../store/inbox.js'
 import { normaliseKafkaRecord } from './normalise.js'
 
 /** What happened to one batch of records, after its offset was committed. */
@@ -48,8 +50,8 @@ export interface KafkaEventConsumer {
   stop: () => Promise<void>
 }
 
-const RESTART_MIN_MS = 1000
-const RESTART_MAX_MS = 30_000
+/** Between new consumers, while a broker or the topic is not there (yet). */
+const RESTART_BACKOFF: Backoff = { firstMs: 1000, maxMs: 30_000, jitter: 0.5 }
 
 /** kafkajs retries errors marked retriable, and restarts the consumer after them. */
 class StoreFailed extends Error {
@@ -73,23 +75,33 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
   let consumer: Consumer | undefined
   let started = false
   let restartTimer: NodeJS.Timeout | undefined
-  let restartDelay = RESTART_MIN_MS
+  /** Restarts since the consumer last joined its group. */
+  let restarts = 0
 
   async function eachBatch ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return
-    const events: IncomingEvent[] = []
+    let events: IncomingEvent[] = []
+    const offsets: string[] = []
     let skipped = 0
+    // Never the value or the headers: they may carry an identity. Retrying cannot fix the record, and
+    // holding its offset would stop the partition for good, so it is skipped past (and counted).
+    const skip = (offset: string, reason: string): void => {
+      skipped++
+      o.log.error({ topic: batch.topic, partition: batch.partition, offset, reason: safeReason(reason) },
+        'Kafka record skipped: it can never be stored')
+    }
     for (const m of batch.messages) {
       const r = normaliseKafkaRecord({ topic: batch.topic, partition: batch.partition, offset: m.offset, value: m.value, headers: m.headers })
-      if (r.ok) {
-        events.push(r.event)
+      if (!r.ok) {
+        skip(m.offset, r.detail)
         continue
       }
-      // Never the value or the headers: they may carry an identity. Retrying cannot fix the record, and
-      // holding its offset would stop the partition for good, so it is skipped past (and counted).
-      skipped++
-      o.log.error({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason: safeReason(r.detail) },
-        'Kafka record skipped: it can never be stored')
+      events.push(r.event)
+      offsets.push(m.offset)
+      if (r.notes.length > 0) {
+        o.log.warn({ topic: batch.topic, partition: batch.partition, offset: m.offset, notes: r.notes.map(safeReason) },
+          'Kafka record stored without what it could not use')
+      }
     }
 
     let ids: Array<number | null> = []
@@ -98,7 +110,25 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
       // sends a heartbeat only when heartbeatInterval has passed).
       const beat = setInterval(() => { heartbeat().catch(() => {}) }, 1000)
       try {
-        ids = await o.store(events)
+        try {
+          ids = await o.store(events)
+        } catch (err) {
+          if (!(err instanceof UnstorableError)) throw err
+          // The database refused a record the checks above let through: store them one by one, in
+          // order, and skip only those it refuses.
+          const kept: IncomingEvent[] = []
+          ids = []
+          for (const [i, event] of events.entries()) {
+            try {
+              ids.push(...await o.store([event]))
+              kept.push(event)
+            } catch (e) {
+              if (!(e instanceof UnstorableError)) throw e
+              skip(offsets[i], e.message)
+            }
+          }
+          events = kept
+        }
       } catch (err) {
         o.log.error({ err, topic: batch.topic, partition: batch.partition, offset: batch.firstOffset() },
           'storing consumed Kafka records failed; they will be read again')
@@ -119,15 +149,16 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     await heartbeat()
   }
 
-  function scheduleRestart (): void {
+  /** Returns the wait before the new consumer, unless one is already due. */
+  function scheduleRestart (): number | undefined {
     if (stopping || restartTimer !== undefined) return
-    const delay = restartDelay
-    restartDelay = Math.min(restartDelay * 2, RESTART_MAX_MS)
+    const delay = backoffDelay(RESTART_BACKOFF, ++restarts)
     restartTimer = setTimeout(() => {
       restartTimer = undefined
       void run()
     }, delay)
     restartTimer.unref()
+    return delay
   }
 
   async function run (): Promise<void> {
@@ -157,7 +188,7 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     consumer = c
     c.on(c.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[o.topic] ?? []
-      restartDelay = RESTART_MIN_MS
+      restarts = 0
       o.onAssignment?.(partitions.length)
       o.log.info({ topic: o.topic, groupId: o.groupId, partitions }, 'Kafka consumer joined its group')
     })
@@ -182,9 +213,9 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
       if (consumer === c) consumer = undefined
       await c.disconnect().catch(() => {})
       if (stopping) return
-      o.log.warn({ error: (err as Error).message, brokers: o.connection.brokers, topic: o.topic },
-        `Kafka consumer could not start; retrying in ${restartDelay} ms`)
-      scheduleRestart()
+      const retryInMs = scheduleRestart()
+      o.log.warn({ error: (err as Error).message, brokers: o.connection.brokers, topic: o.topic, retryInMs },
+        'Kafka consumer could not start; retrying')
     }
   }
 

@@ -1,11 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
-import type { Outbox, StatusMessage } from '../store/outbox.js'
+import type { Outbox, StatusFailure, StatusMessage, StatusRetry } from '../store/outbox.js'
 
 export interface StatusSink {
   name: string
-  /** Resolves only once every message was accepted (e.g. acknowledged by the broker). */
-  send: (messages: StatusMessage[]) => Promise<void>
+  /**
+   * Resolves once every message was accepted (e.g. acknowledged by the broker), except those it
+   * names as failed; rejects when the sink itself is unreachable (nothing is then blamed on a message).
+   */
+  send: (messages: StatusMessage[]) => Promise<StatusFailure[] | undefined | void>
   close: () => Promise<void>
 }
 
@@ -16,6 +20,8 @@ export interface StatusRelayOptions {
   /** How often to look for unsent rows without being woken (rows left by a crash, failed sends). */
   pollMs: number
   batchSize?: number
+  /** Sends of a failed message before it is parked, and the delay between them. */
+  retry: StatusRetry
 }
 
 export interface StatusRelay {
@@ -24,6 +30,9 @@ export interface StatusRelay {
   /** Sends what is unsent for up to `graceMs`, then stops. */
   stop: (graceMs: number) => Promise<void>
 }
+
+/** The sink (the broker, sources-api) or the database is down: wait longer and longer, up to 30 s. */
+const SEND_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
 /** Publishes status outbox rows; a row is marked sent only after the sink accepted it. */
 export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
@@ -52,7 +61,17 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
     while (!stopped) {
       woken = false
       try {
-        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => { await o.sink.send(batch) })
+        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => {
+          const failures = await o.sink.send(batch) ?? []
+          const byId = new Map(batch.map(m => [m.id, m]))
+          for (const f of failures) {
+            const m = byId.get(f.id)!
+            const parked = f.permanent || m.attempts + 1 >= o.retry.maxAttempts
+            o.log.warn({ statusId: m.id, applicationId: m.applicationId, attempts: m.attempts + 1, error: f.error, sink: o.sink.name },
+              parked ? 'status message parked: an operator can retry it (GET /internal/v1/status-messages/parked)' : 'status message not delivered; will retry')
+          }
+          return failures
+        }, o.retry)
         if (sent === 0) {
           if (draining) return
           await idle(o.pollMs)
@@ -63,7 +82,7 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
         woken = true
       } catch (err) {
         failures++
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7))
+        const delay = backoffDelay(SEND_BACKOFF, failures)
         if (failures === 1 || failures % 10 === 0) o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
         if (draining) return
         await sleep(delay)

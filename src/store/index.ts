@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { Database } from './db.js'
-import { createInbox, type Inbox } from './inbox.js'
+import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
@@ -29,12 +29,12 @@ export interface Store {
   prune: (days: number) => Promise<Pruned>
 }
 
-export function createStore (db: Pick<Database, 'pool' | 'embedded'>): Store {
+export function createStore (db: Pick<Database, 'pool' | 'embedded'>, inboxLimits?: InboxLimits): Store {
   const { pool } = db
   return {
     pool,
     embedded: db.embedded,
-    inbox: createInbox(pool),
+    inbox: createInbox(pool, inboxLimits),
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
     stats: createStats(pool),

@@ -19,6 +19,8 @@ export interface SourcesApplication {
   extra: Record<string, unknown>;
   source_id: string;
   application_type_id: string;
+  /** Set while the customer has paused the application (sources-api's v3.1 field). */
+  paused_at: string | null;
 }
 
 export interface SourcesAuthentication {
@@ -53,6 +55,8 @@ export interface AddSourceInput {
   applicationTypeId?: string;
   authtype?: string;
   resourceType?: string;
+  /** The tenant owning it: a request naming another org (`x-rh-sources-org-id`) gets 404, as from sources-api. Unset: any tenant sees it. */
+  orgId?: string;
 }
 
 export interface FakeSourcesOptions extends FakeHttpOptions {
@@ -71,6 +75,10 @@ export class FakeSources extends FakeHttpServer {
   readonly authentications = new Map<string, SourcesAuthentication>();
   applicationAuthentications: SourcesApplicationAuthentication[] = [];
   readonly patches: Array<{ applicationId: string; body: unknown }> = [];
+  /** Owner org of applications and authentications added with `orgId`. */
+  readonly owners = new Map<string, string>();
+  /** PATCHes of these applications are answered with this status (a permanently failing application). */
+  readonly failPatches = new Map<string, number>();
 
   private nextAppAuthId = 1000;
 
@@ -103,6 +111,7 @@ export class FakeSources extends FakeHttpServer {
       extra: {},
       source_id: input.sourceId,
       application_type_id: input.applicationTypeId ?? '5',
+      paused_at: null,
     };
     const authentication: SourcesAuthentication = {
       id: input.authenticationId,
@@ -128,7 +137,33 @@ export class FakeSources extends FakeHttpServer {
     this.applications.set(application.id, application);
     this.authentications.set(authentication.id, authentication);
     this.applicationAuthentications.push(applicationAuthentication);
+    if (input.orgId !== undefined) {
+      this.owners.set(`app:${application.id}`, input.orgId);
+      this.owners.set(`auth:${authentication.id}`, input.orgId);
+    }
     return { application, authentication, applicationAuthentication };
+  }
+
+  /** The customer paused (true) or resumed (false) the application. */
+  setPaused(applicationId: string, paused: boolean): void {
+    this.applications.get(applicationId)!.paused_at = paused ? new Date().toISOString() : null;
+  }
+
+  /** The customer removed the application: it and its links are gone (sources-api then emits the destroy events). */
+  removeApplication(applicationId: string): void {
+    this.applications.delete(applicationId);
+    this.removeLinks(applicationId);
+  }
+
+  /** The customer unlinked the application's authentications. */
+  removeLinks(applicationId: string): void {
+    this.applicationAuthentications = this.applicationAuthentications.filter((r) => r.application_id !== applicationId);
+  }
+
+  /** Whether the requesting tenant may see the resource (sources-api scopes every lookup to it). */
+  private visible(req: RecordedRequest, key: string): boolean {
+    const owner = this.owners.get(key);
+    return owner === undefined || owner === req.headers['x-rh-sources-org-id'];
   }
 
   protected route(req: RecordedRequest): FakeReply {
@@ -143,8 +178,12 @@ export class FakeSources extends FakeHttpServer {
     }
     if ((m = p.match(/^\/api\/sources\/v3\.1\/applications\/([^/]+)$/))) {
       const app = this.applications.get(m[1]);
-      if (!app) return notFound();
+      if (!app || !this.visible(req, `app:${m[1]}`)) return notFound();
       if (req.method === 'GET') return { status: 200, body: app };
+      const failWith = this.failPatches.get(app.id);
+      if (req.method === 'PATCH' && failWith !== undefined) {
+        return { status: failWith, body: { errors: [{ status: String(failWith), detail: 'refused by the fake' }] } };
+      }
       if (req.method === 'PATCH') {
         this.patches.push({ applicationId: app.id, body: req.body });
         if (isRecord(req.body)) {
@@ -155,7 +194,7 @@ export class FakeSources extends FakeHttpServer {
     }
     if (req.method === 'GET' && (m = p.match(/^\/internal\/v2\.0\/authentications\/([^/]+)$/))) {
       const auth = this.authentications.get(m[1]);
-      if (!auth) return notFound();
+      if (!auth || !this.visible(req, `auth:${m[1]}`)) return notFound();
       if (params.getAll('expose_encrypted_attribute[]').includes('password')) return { status: 200, body: auth };
       const { password: _hidden, ...rest } = auth;
       return { status: 200, body: rest };
@@ -165,13 +204,16 @@ export class FakeSources extends FakeHttpServer {
       const appId = params.get('filter[application_id]');
       return list(
         this.applicationAuthentications.filter(
-          (r) => (authId === null || r.authentication_id === authId) && (appId === null || r.application_id === appId),
+          (r) =>
+            (authId === null || r.authentication_id === authId) &&
+            (appId === null || r.application_id === appId) &&
+            this.visible(req, `app:${r.application_id}`),
         ),
       );
     }
     if (req.method === 'GET' && (m = p.match(/^\/api\/sources\/v3\.1\/sources\/([^/]+)\/applications$/))) {
       const sourceId = m[1];
-      const apps = [...this.applications.values()].filter((a) => a.source_id === sourceId);
+      const apps = [...this.applications.values()].filter((a) => a.source_id === sourceId && this.visible(req, `app:${a.id}`));
       if (!this.sources.has(sourceId) && apps.length === 0) return notFound();
       return list(apps);
     }

@@ -6,7 +6,7 @@ import { kafkaConnection } from '../../kafka/client.js'
 
 /**
  * Direct Kafka mode (KAFKA_CONSUME=true): consumes SOURCES_EVENT_TOPIC as group KAFKA_GROUP_ID
- * into the same inbox as pushed events; the dispatcher is woken by the inbox append as for a push.
+ * into the same inbox as pushed events; the scheduler is woken by the inbox append as for a push.
  */
 async function kafkaConsumer (app: FastifyInstance, { afterInboxCommit }: Pick<KafkaEventConsumerOptions, 'afterInboxCommit'>): Promise<void> {
   const { config } = app

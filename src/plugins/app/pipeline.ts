@@ -6,8 +6,9 @@ import fp from 'fastify-plugin'
 import { Agent } from 'undici'
 import { createRoleVerifier } from '../../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../../config.js'
-import { createDispatcher, type Dispatcher } from '../../pipeline/dispatcher.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
+import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
+import { backoffDelay } from '../../backoff.js'
 import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
 import { createSourcesClient } from '../../sources/client.js'
 import { kafkaConnection } from '../../kafka/client.js'
@@ -17,22 +18,28 @@ import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    dispatcher: Dispatcher | null
+    scheduler: Scheduler | null
+    /** The AWS account cloudoreg verifies from (cached); what customers' trust policies name. */
+    ownAwsAccount: () => Promise<string>
   }
 }
 
-/** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
+/** Wires upstream clients, handlers, the per-source scheduler and the status relay. */
 async function pipeline (app: FastifyInstance): Promise<void> {
   const { config } = app
+  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
+  const attempts = config.UPSTREAM_CALL_ATTEMPTS
+  const observe = app.metrics.upstreamCall
+  // Needs only AWS credentials: the account is known even while other upstreams are not configured.
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
+  app.decorate('ownAwsAccount', sts.ownAccountId)
+  app.addHook('onClose', async () => { sts.close() })
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
-    app.decorate('dispatcher', null)
+    app.decorate('scheduler', null)
     return
   }
-  const observe = app.metrics.upstreamCall
-  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
-  const attempts = config.UPSTREAM_CALL_ATTEMPTS
   const sourcesAgent = new Agent({ connections: config.CONCURRENCY * 2, keepAliveTimeout: 30_000 })
   const rhsmAgent = new Agent({
     connections: config.CONCURRENCY * 2,
@@ -47,17 +54,25 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   const rhsm = config.RHSM_MODE === 'dry-run'
     ? dryRunRhsm(app.log)
     : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
     http: () => httpStatusSink(sources),
     none: () => noStatusSink
   }
-  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
-  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  // Random over the upper half, so that the retries of many sources spread out.
+  const eventBackoff = { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
+  const relay = createStatusRelay({
+    outbox: app.store.outbox,
+    sink: sinks[config.statusSink](),
+    log: app.log,
+    pollMs: 2000,
+    // A message that cannot be delivered is sent again with the events' backoff, then parked.
+    retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
+  })
+  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
-  const dispatcher = createDispatcher({
+  const scheduler = createScheduler({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
     leases,
@@ -67,12 +82,12 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
-    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS },
+    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, backoff: eventBackoff },
     log: app.log,
     metrics: app.metrics
   })
-  app.decorate('dispatcher', dispatcher)
-  app.store.inbox.onAppend(dispatcher.wake)
+  app.decorate('scheduler', scheduler)
+  app.store.inbox.onAppend(scheduler.wake)
 
   app.addHook('onReady', async () => {
     // The embedded store is this process's alone: leases in it were left by a previous run that
@@ -81,7 +96,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
-    dispatcher.start()
+    scheduler.start()
     relay.start()
     const shadow = [
       ...(config.RHSM_MODE === 'dry-run' ? ['changing nothing in RHSM'] : []),
@@ -95,11 +110,10 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   app.addHook('preClose', async () => {
     // One grace period for both: running attempts first, then what they reported.
     const deadline = Date.now() + config.SHUTDOWN_GRACE_MS
-    await dispatcher.stop(config.SHUTDOWN_GRACE_MS)
+    await scheduler.stop(config.SHUTDOWN_GRACE_MS)
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
-    await dispatcher.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
-    sts.close()
+    await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })
 }

@@ -9,6 +9,9 @@ declare module 'fastify' {
   }
 }
 
+/** Ten full group commits: enough for any burst a bridge sends, and a few MB of memory at most. */
+const MAX_QUEUED_EVENTS = 20_000
+
 async function store (app: FastifyInstance): Promise<void> {
   const { config } = app
   const db = await openDatabase({
@@ -16,9 +19,11 @@ async function store (app: FastifyInstance): Promise<void> {
     caPath: config.DATABASE_CA_PATH,
     dataDir: config.DATA_DIR,
     embeddedPort: config.EMBEDDED_PG_PORT,
+    poolSize: config.DATABASE_POOL_SIZE,
+    timeoutMs: config.DATABASE_TIMEOUT_MS,
     log: app.log
   })
-  app.decorate('store', createStore(db))
+  app.decorate('store', createStore(db, { maxQueuedEvents: MAX_QUEUED_EVENTS, maxWaitMs: config.DATABASE_TIMEOUT_MS }))
   app.addHook('onClose', async () => { await db.close() })
 }
 

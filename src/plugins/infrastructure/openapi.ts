@@ -25,7 +25,7 @@ async function openapi (app: FastifyInstance, { version }: { version: string }):
       components: {
         securitySchemes: {
           identity: { type: 'apiKey', in: 'header', name: 'x-rh-identity', description: 'base64 JSON; identity.org_id scopes every answer' },
-          bearer: { type: 'http', scheme: 'bearer', description: 'PUSH_TOKEN on the push route; INTERNAL_TOKEN (or PUSH_TOKEN) on operator routes' },
+          bearer: { type: 'http', scheme: 'bearer', description: 'PUSH_TOKEN on the push route; INTERNAL_TOKEN (only) on operator routes' },
           dapr: { type: 'apiKey', in: 'header', name: 'dapr-api-token', description: 'PUSH_TOKEN, as Dapr sends it' }
         }
       }
