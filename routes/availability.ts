@@ -13,7 +13,7 @@ const CheckBody = Type.Object({
   // A number JSON holds exactly: 1e21 would become "1e+21", and 2^53+1 another source's id.
   source_id: Type.Union([Type.String({ pattern: '^[0-9]{1,20}$' }), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })],
     { description: 'sources-api source id' })
-})
+}, { examples: [{ source_id: '7' }] })
 
 /** cloudoreg's own path, and the one sources-api's cloud-meter check URL names by default (cloudigrade's). */
 export const CHECK_PATHS = ['/internal/api/cloudoreg/v1/availability_status', '/internal/api/cloudigrade/v1/availability_status']

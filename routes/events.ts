@@ -8,6 +8,7 @@ import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { ProblemRef } from '../src/schemas.js'
 import { InboxBusy, UnstorableError } from '../src/store/inbox.js'
 import { EVENT_ID_HEADER } from '../src/http/headers.js'
+import { PushBodies, PushHeaders } from './push-docs.js'
 
 const BODY_LIMIT = 4 * 1024 * 1024
 const EventIdHeader = Type.String({
@@ -42,7 +43,11 @@ export default async function events (app: FastifyInstance): Promise<void> {
 
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
-    config: { isPush: true },
+    config: {
+      isPush: true,
+      // The OpenAPI document only: the route itself takes every body raw and reads the format from it.
+      swaggerTransform: ({ schema, url }: { schema: object, url: string }) => ({ schema: { ...schema, headers: PushHeaders, body: PushBodies }, url })
+    },
     schema: {
       tags: ['ingress'],
       summary: 'Push sources-api events',

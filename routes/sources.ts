@@ -12,6 +12,24 @@ import { Nullable, ProblemRef, SourceParams } from '../src/schemas.js'
 
 const PREFIX = '/api/cloudoreg/v1'
 
+const EXAMPLE = {
+  source_id: '7',
+  application_id: '42',
+  authentication_id: '311',
+  org_id: '7654321',
+  account_number: '1234567',
+  aws_account_id: '123456789012',
+  role_arn: 'arn:aws:iam::123456789012:role/redhat-cloud-meter',
+  state: 'registered',
+  mapped: true,
+  availability_status: 'available',
+  error: null,
+  attempts: 1,
+  created_at: '2026-08-20T10:00:01.204Z',
+  updated_at: '2026-08-20T10:00:01.532Z',
+  verified_at: '2026-08-20T10:00:01.529Z'
+}
+
 const State = Type.Union(REGISTRATION_STATES.map(s => Type.Literal(s)), {
   description: 'pending: accepted, not decided · registered: verified, mapped, available reported · ' +
     'unavailable: a coded error was reported · paused · removed: mapping deleted'
@@ -48,7 +66,11 @@ const SourceStatus = Type.Object({
   updated_at: Type.String({ format: 'date-time' }),
   verified_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   waiting: Nullable(Waiting)
-}, { $id: 'SourceStatus', description: 'A source as cloudoreg knows it; `pending` with `waiting` while its events have not finished' })
+}, {
+  $id: 'SourceStatus',
+  description: 'A source as cloudoreg knows it; `pending` with `waiting` while its events have not finished',
+  examples: [{ ...EXAMPLE, waiting: null }]
+})
 
 type SourceStatusBody = Static<typeof SourceStatus>
 

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { pino, type DestinationStream } from 'pino'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import type { BatchReport } from './ingress/kafka-consumer.js'
-import { REDACTED_PATHS } from './log.js'
+import { createLogger } from './log.js'
 import auth from './plugins/app/auth.js'
 import kafkaConsumer from './plugins/app/kafka-consumer.js'
 import metrics from './plugins/app/metrics.js'
@@ -38,6 +38,21 @@ function packageVersion (): string {
   return '0.0.0'
 }
 
+const QUIET = new RegExp(`^(/healthz|/readyz|/metrics|${DOCS_PREFIX}/static/|/favicon\\.ico)`)
+
+/** Probes, metrics and Swagger UI's files every few seconds would drown the requests that matter: they log at debug. */
+class QuietProbes extends LogController {
+  incomingRequest (request: FastifyRequest, reply: FastifyReply): void {
+    if (QUIET.test(request.url)) request.log.debug({ req: request }, 'incoming request')
+    else super.incomingRequest(request, reply)
+  }
+
+  requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (QUIET.test(request.url) && !error) reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    else super.requestCompleted(error, request, reply)
+  }
+}
+
 /** Code run at chosen points of the service's work; tests inject faults here (none in production). */
 export interface AppHooks {
   /** Direct Kafka mode: after a batch's inbox commit, before its offset commit (a crash test's window). */
@@ -53,10 +68,7 @@ export interface AppOptions {
 
 /** Builds the whole service; `server.ts` only listens. */
 export async function buildApp ({ config, logStream, hooks }: AppOptions): Promise<FastifyInstance> {
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' }
-  }, logStream)
+  const logger = await createLogger(config.LOG_LEVEL, logStream)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
@@ -65,7 +77,8 @@ export async function buildApp ({ config, logStream, hooks }: AppOptions): Promi
     pluginTimeout: config.SHUTDOWN_GRACE_MS + 20_000,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
     // The shutdown plugin answers with Retry-After, and from the start of the drain.
-    return503OnClosing: false
+    return503OnClosing: false,
+    logController: new QuietProbes()
   })
   boundServer(app.server, config)
 

@@ -6,6 +6,10 @@ import { SignatureV4 } from '@smithy/signature-v4'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
 
+// The SDK warns on the first client under Node 20 that its 2027 releases need Node 22; the lockfile pins
+// a release that supports 20, and the README says which Node versions cloudoreg supports.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 export interface StsOptions {
   region: string
   endpoint?: string

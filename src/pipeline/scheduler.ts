@@ -15,6 +15,8 @@ export interface SchedulerOptions extends Omit<RunnerOptions, 'keeper' | 'stoppi
   handlerFor: (eventType: string) => EventHandler | undefined
   /** Most events held in memory at once; the rest wait in the inbox. */
   window: number
+  /** Checks the database after a failure: while it is lost (the health monitor said so once), failures here are not logged again. */
+  databaseDown?: () => Promise<boolean>
 }
 
 export interface Scheduler {
@@ -38,7 +40,7 @@ const PAGE = 500
 export function createScheduler (o: SchedulerOptions): Scheduler {
   const queues = new Map<string, PQueue>()
   const stopping = new AbortController()
-  const keeper = createLeaseKeeper({ leases: o.leases, leaseMs: o.leaseMs, active: queues, log: o.log })
+  const keeper = createLeaseKeeper({ leases: o.leases, leaseMs: o.leaseMs, active: queues, log: o.log, databaseDown: o.databaseDown })
   const runner = createRunner({ ...o, keeper, stopping: stopping.signal })
   /** Ids of the events held in memory, which the next read skips. */
   const held = new Set<number>()
@@ -122,9 +124,9 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
     }
     pulling = true
     pull()
-      .catch((err: Error) => {
-        o.log.error({ err }, 'reading the inbox failed; retrying shortly')
+      .catch(async (err: Error) => {
         setTimeout(wake, 1000).unref()
+        if (await o.databaseDown?.() !== true) o.log.error({ err }, 'reading the inbox failed; retrying shortly')
       })
       .finally(() => {
         pulling = false

@@ -22,6 +22,8 @@ export interface StatusRelayOptions {
   batchSize?: number
   /** Sends of a failed message before it is parked, and the delay between them. */
   retry: StatusRetry
+  /** Checks the database after a failure: while it is lost (said once by its health monitor), failures are not logged. */
+  databaseDown?: () => Promise<boolean>
 }
 
 export interface StatusRelay {
@@ -83,7 +85,9 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
       } catch (err) {
         failures++
         const delay = backoffDelay(SEND_BACKOFF, failures)
-        if (failures === 1 || failures % 10 === 0) o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        if ((failures === 1 || failures % 10 === 0) && await o.databaseDown?.() !== true) {
+          o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        }
         if (draining) return
         await sleep(delay)
       }

@@ -10,6 +10,8 @@ import { inTransaction } from './transaction.js'
 export interface Database {
   pool: pg.Pool
   embedded: boolean
+  /** The embedded server's data directory (absolute); undefined with DATABASE_URL. */
+  dataDir?: string
   close: () => Promise<void>
 }
 
@@ -146,6 +148,7 @@ export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort
   return {
     pool,
     embedded: embedded !== undefined,
+    dataDir: embedded?.dataDir,
     async close () {
       await pool.end()
       await embedded?.stop()

@@ -79,6 +79,8 @@ export abstract class FakeHttpServer {
       this.server.once('error', reject);
       this.server.listen(0, '127.0.0.1', () => resolve());
     });
+    // A test that failed before it could close its fakes must still end, not wait for tap's timeout.
+    this.server.unref();
     const { port } = this.server.address() as AddressInfo;
     this.url = `http://127.0.0.1:${port}${this.basePath}`;
     return this;

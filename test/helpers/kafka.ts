@@ -213,6 +213,9 @@ function installExitHandler(): void {
  * dies from a signal (parent-death signal), so no kcat is ever left behind.
  */
 export async function startMockKafka(): Promise<MockKafka> {
+  if (!existsSync(KCAT)) {
+    throw new Error(`startMockKafka: kcat is not at ${KCAT}: install it (apt-get install -y kcat; .ci/run does) or point KCAT_BIN at it`)
+  }
   installExitHandler()
   const kcatArgs = ['-b', 'localhost:1', '-X', 'test.mock.num.brokers=3', '-d', 'mock', '-t', 'warmup', '-C']
   const [cmd, args] = existsSync(SETPRIV)

@@ -67,6 +67,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     sink: sinks[config.statusSink](),
     log: app.log,
     pollMs: 2000,
+    databaseDown: app.store.health.checkDown,
     // A message that cannot be delivered is sent again with the events' backoff, then parked.
     retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
   })
@@ -84,6 +85,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     window: config.INBOX_WINDOW,
     retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, backoff: eventBackoff },
     log: app.log,
+    databaseDown: app.store.health.checkDown,
     metrics: app.metrics
   })
   app.decorate('scheduler', scheduler)

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { openDatabase } from '../../store/db.js'
+import { watchDatabase } from '../../store/health.js'
 import { createStore, type Store } from '../../store/index.js'
 
 declare module 'fastify' {
@@ -23,8 +24,12 @@ async function store (app: FastifyInstance): Promise<void> {
     timeoutMs: config.DATABASE_TIMEOUT_MS,
     log: app.log
   })
-  app.decorate('store', createStore(db, { maxQueuedEvents: MAX_QUEUED_EVENTS, maxWaitMs: config.DATABASE_TIMEOUT_MS }))
-  app.addHook('onClose', async () => { await db.close() })
+  const health = watchDatabase({ pool: db.pool, dataDir: db.dataDir, intervalMs: 2000, log: app.log })
+  app.decorate('store', createStore(db, health, { maxQueuedEvents: MAX_QUEUED_EVENTS, maxWaitMs: config.DATABASE_TIMEOUT_MS }))
+  app.addHook('onClose', async () => {
+    health.stop()
+    await db.close()
+  })
 }
 
 export default fp(store, { name: 'store' })

@@ -45,6 +45,8 @@ async function loadShedding (app: FastifyInstance): Promise<void> {
     retryAfter: RETRY_AFTER_S,
     healthCheckInterval: CHECK_EVERY_MS,
     async healthCheck () {
+      // Lost, the database is reported once by its health monitor; under-pressure would log each check.
+      if (app.store.health.down()) return false
       return !(await app.store.stats.backlogOver(config.MAX_BACKLOG))
     },
     // A rejection goes to the error handler, which answers 503 problem+json with Retry-After.
