@@ -66,7 +66,6 @@ const ParkedStatus = Type.Object({
   parked_at: Type.String({ format: 'date-time' })
 })
 
-
 const security: Array<Record<string, string[]>> = [{ bearer: [] }]
 
 /**

@@ -430,13 +430,13 @@ t.test(`${TOTAL} records, the consumer SIGKILLed between inbox and offset commit
   await db.connect()
   t.teardown(() => db.end())
   await eventually(async () => {
-    const { rows } = await db.query(`select count(*)::int as n, count(*) filter (where state = 'pending')::int as pending from inbox`)
+    const { rows } = await db.query('select count(*)::int as n, count(*) filter (where state = \'pending\')::int as pending from inbox')
     return rows[0].n >= TOTAL && rows[0].pending === 0 ? true : undefined
   }, 60_000, 'every record stored and processed').catch((err: Error) => t.fail(err.message))
   mark('all stored and processed')
 
   // Exactly once in the inbox: one row per produced record, with that record's topic/partition/offset.
-  const { rows } = await db.query(`select delivery_id, (body->>'id')::int as seq, state from inbox order by id`)
+  const { rows } = await db.query('select delivery_id, (body->>\'id\')::int as seq, state from inbox order by id')
   t.equal(rows.length, TOTAL, 'as many inbox rows as records produced')
   const bySeq = new Map<number, string[]>()
   for (const r of rows) bySeq.set(r.seq, [...(bySeq.get(r.seq) ?? []), r.delivery_id])

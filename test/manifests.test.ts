@@ -227,7 +227,7 @@ t.test('every manifest under deploy/ parses, and templates use only their own pa
   t.ok(containers().length >= 2, 'a ClowdApp and a Deployment')
   // The template processing used by every check below substitutes for real.
   const clowdapp = ofKind('ClowdApp')[0].o
-  t.equal(typeof clowdapp.spec.deployments[0].replicas, 'number', 'REPLICAS lands as a number (${{REPLICAS}})')
+  t.equal(typeof clowdapp.spec.deployments[0].replicas, 'number', 'REPLICAS lands as a number (${{REPLICAS}})') // eslint-disable-line no-template-curly-in-string -- the template's own syntax
   t.notMatch(JSON.stringify(all), /\$\{/, 'no parameter left unsubstituted')
 })
 

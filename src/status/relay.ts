@@ -60,6 +60,7 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
 
   async function run (): Promise<void> {
     let failures = 0
+    // eslint-disable-next-line no-unmodified-loop-condition -- stop() sets it while this loop awaits
     while (!stopped) {
       woken = false
       try {

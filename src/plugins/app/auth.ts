@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { pushIsOpen, webhookKey } from '../../config.js'
 import type { PushChannel } from '../../events/event.js'
-import { callerIdentity, decodeIdentity, isOrgId, optionalAccountNumber, type Tenant } from '../../identity.js'
+import { callerIdentity, isOrgId, optionalAccountNumber, type Tenant } from '../../identity.js'
 import { sendProblem } from '../infrastructure/problem.js'
 
 type Check = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
