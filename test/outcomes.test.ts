@@ -20,8 +20,14 @@ async function snapshot (app: FastifyInstance): Promise<Record<string, unknown[]
 
 async function pendingEvent (app: FastifyInstance, n: number): Promise<number> {
   const [id] = await app.store.inbox.append([{
-    eventType: 'Application.destroy', orgId: ORG, accountNumber: null, body: { id: 42, n }, queueKey: KEY,
-    dedupeKey: `outcomes-test-${n}`, dedupeTtlMs: null, deliveryId: null
+    eventType: 'Application.destroy',
+    orgId: ORG,
+    accountNumber: null,
+    body: { id: 42, n },
+    queueKey: KEY,
+    dedupeKey: `outcomes-test-${n}`,
+    dedupeTtlMs: null,
+    deliveryId: null
   }])
   return id!
 }
@@ -36,9 +42,23 @@ async function holdLease (app: FastifyInstance, owner: string): Promise<void> {
 const outcome: Outcome = {
   note: 'destroyed',
   registration: {
-    applicationId: '42', sourceId: '7', authenticationId: '311', orgId: ORG, accountNumber: null, awsAccountId: '123456789012',
-    roleArn: 'arn:aws:iam::123456789012:role/r', state: 'removed', mapped: false, lastErrorCode: null, lastErrorMessage: null,
-    attempts: 1, verified: false, failedStep: null, upstreamCode: null, externalId: 'ext-1', checked: true
+    applicationId: '42',
+    sourceId: '7',
+    authenticationId: '311',
+    orgId: ORG,
+    accountNumber: null,
+    awsAccountId: '123456789012',
+    roleArn: 'arn:aws:iam::123456789012:role/r',
+    state: 'removed',
+    mapped: false,
+    lastErrorCode: null,
+    lastErrorMessage: null,
+    attempts: 1,
+    verified: false,
+    failedStep: null,
+    upstreamCode: null,
+    externalId: 'ext-1',
+    checked: true
   },
   status: { applicationId: '42', status: 'unavailable', error: 'removed' },
   tombstone: { applicationId: '42', sourceId: '7', orgId: ORG },
@@ -52,7 +72,7 @@ t.test('an outcome commits all its parts only while the lease is ours and the ev
   const first = await pendingEvent(app, 1)
   const second = await pendingEvent(app, 2)
   await app.store.pool.query(
-    `insert into registrations (application_id, source_id, org_id, state, mapped, attempts) values ('42', '7', $1, 'registered', true, 0)`, [ORG])
+    'insert into registrations (application_id, source_id, org_id, state, mapped, attempts) values (\'42\', \'7\', $1, \'registered\', true, 0)', [ORG])
 
   await holdLease(app, 'replica-other')
   const before = await snapshot(app)
