@@ -71,7 +71,8 @@ const ConfigSchema = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
-  MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 })
+  MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 100, default: 1000 })
 })
 
 export type Config = Static<typeof ConfigSchema> & {
