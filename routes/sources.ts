@@ -67,7 +67,9 @@ const SourceHistory = Type.Object({
     outcome: Type.Union([Type.String({ description: 'What was done, or the error code reported' }), Type.Null()]),
     attempts: Type.Integer(),
     last_error: Type.Union([Type.String({ description: 'Why the last failed attempt failed (upstream outcome)' }), Type.Null()]),
-    finished_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+    finished_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    trace_id: Type.Union([Type.String({ pattern: '^[0-9a-f]{32}$', description: 'W3C trace id of the event\'s ingest and processing: search the trace backend (Jaeger, Tempo) and the logs for it' }), Type.Null()]),
+    role_session_name: Type.Union([Type.String({ description: 'STS RoleSessionName the event\'s verification assumed the customer\'s role under: the AssumeRole entry in their CloudTrail shows it' }), Type.Null()])
   }), { description: `Oldest first, at most ${HISTORY_LIMIT}` }),
   statuses: Type.Array(Type.Object({
     status: Type.String(),
@@ -189,7 +191,9 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
         outcome: e.outcome,
         attempts: e.attempts,
         last_error: e.lastError,
-        finished_at: e.finishedAt?.toISOString() ?? null
+        finished_at: e.finishedAt?.toISOString() ?? null,
+        trace_id: e.traceId,
+        role_session_name: e.roleSessionName
       })),
       statuses: statuses.map(s => ({
         status: s.status,

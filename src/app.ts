@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-node'
 import { pino, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { REDACTED_PATHS } from './log.js'
@@ -15,6 +16,7 @@ import pushPort from './plugins/push-port.js'
 import retention from './plugins/retention.js'
 import shutdown from './plugins/shutdown.js'
 import store from './plugins/store.js'
+import tracing from './plugins/tracing.js'
 import availability from '../routes/availability.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
@@ -35,10 +37,12 @@ export interface AppOptions {
   config: Config
   /** Where logs go (stdout when unset); tests capture them here. */
   logStream?: DestinationStream
+  /** Span processors besides the OTLP exporter of the OTEL_* settings; tests pass an in-memory exporter's. */
+  spanProcessors?: SpanProcessor[]
 }
 
 /** Builds the whole service; `server.ts` only listens. */
-export async function buildApp ({ config, logStream }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, logStream, spanProcessors }: AppOptions): Promise<FastifyInstance> {
   const logger = pino({
     level: config.LOG_LEVEL,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' }
@@ -58,6 +62,8 @@ export async function buildApp ({ config, logStream }: AppOptions): Promise<Fast
   await app.register(shutdown)
   await app.register(pushPort, { config })
   await app.register(store, { config })
+  // Before the routes, which @fastify/otel instruments as they are added.
+  await app.register(tracing, { config, version: packageVersion(), spanProcessors })
   await app.register(metrics, { config })
   await app.register(loadShedding, { config })
   if (config.KAFKA_CONSUME) await app.register(kafkaConsumer, { config })

@@ -49,7 +49,11 @@ t.test('create: verified, mapped in RHSM, reported available, readable over REST
   t.same(stack.sts.calls.map(c => c.action), ['AssumeRole', 'GetCallerIdentity'])
   const [assume, whoami] = stack.sts.calls
   t.equal(assume.params.RoleArn, ROLE)
-  t.equal(assume.params.RoleSessionName, 'cloudoreg-123456789012')
+  // The session names the source and the event, so the customer's CloudTrail entry leads back to it; the history shows it.
+  t.match(assume.params.RoleSessionName, /^cloudoreg-s7-e\d+$/)
+  const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
+  t.equal(history.body.events[0].role_session_name, assume.params.RoleSessionName)
+  t.match(history.body.events[0].trace_id, /^[0-9a-f]{32}$/, 'an event that arrived without a trace context has a trace of its own')
   t.equal(assume.params.ExternalId, EXTERNAL_ID)
   t.same(JSON.parse(assume.params.Policy), {
     Version: '2012-10-17',

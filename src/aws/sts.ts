@@ -2,6 +2,8 @@ import { createHash, createHmac } from 'node:crypto'
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts'
+import { SpanKind, type Span } from '@opentelemetry/api'
+import { inSpan } from '../tracing/spans.js'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
 
@@ -20,7 +22,8 @@ export type RoleCheck =
   | { ok: false, code: 'CG3002' | 'CG3003' | 'CG3000', reason: string }
 
 export interface RoleVerifier {
-  verifyRole: (r: { roleArn: string, awsAccountId: string, externalId: string }) => Promise<RoleCheck>
+  /** `sessionName` is the RoleSessionName: the customer's CloudTrail shows it on the AssumeRole entry. */
+  verifyRole: (r: { roleArn: string, awsAccountId: string, externalId: string, sessionName: string }) => Promise<RoleCheck>
   close: () => void
 }
 
@@ -35,6 +38,19 @@ const THROTTLING = new Set(['Throttling', 'ThrottlingException', 'RequestLimitEx
 const OWN_CREDENTIALS = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'UnrecognizedClientException', 'CredentialsProviderError', 'ExpiredToken', 'MissingAuthenticationToken'])
 
 interface AwsError { name: string, $metadata?: { httpStatusCode?: number } }
+
+const SESSION_NAME_CHARS = /[^\w+=,.@-]/g
+
+/**
+ * The RoleSessionName of an event's verification: names the source and the cloudoreg event, so
+ * that the AssumeRole entry in the customer's CloudTrail leads back to exactly that event (the
+ * source's history shows it). STS allows 2 to 64 characters of [\w+=,.@-]; the event id is kept
+ * whole and a (very) long source id is cut.
+ */
+export function roleSessionName (sourceId: string, eventId: number): string {
+  const event = `-e${eventId}`
+  return `cloudoreg-s${sourceId.replace(SESSION_NAME_CHARS, '_')}`.slice(0, 64 - event.length) + event
+}
 
 /** Splits AWS failures into customer outcomes (returned) and retryable ones (thrown). */
 function classify (err: AwsError, step: 'AssumeRole' | 'GetCallerIdentity'): RoleCheck {
@@ -121,16 +137,26 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
     return next(args)
   }, { step: 'deserialize', name: 'cloudoregStsTarget' })
 
-  async function timed<T> (fn: () => Promise<T>): Promise<T> {
-    const started = process.hrtime.bigint()
-    try {
-      const result = await fn()
-      o.observe?.('sts', 'ok', Number(process.hrtime.bigint() - started) / 1e9)
-      return result
-    } catch (err) {
-      o.observe?.('sts', 'error', Number(process.hrtime.bigint() - started) / 1e9)
-      throw err
-    }
+  /**
+   * One STS call, timed and in a client span named as the AWS SDK's instrumentation names them
+   * (`STS.AssumeRole`): the HTTP status and the AWS error code, never the role's external id.
+   */
+  async function timed<T> (method: 'AssumeRole' | 'GetCallerIdentity', attributes: Record<string, string>, fn: () => Promise<T>, statusOf: (result: T) => number | undefined): Promise<T> {
+    const spanAttributes = { 'rpc.system': 'aws-api', 'rpc.service': 'STS', 'rpc.method': method, 'cloud.region': o.region, ...attributes }
+    return inSpan(`STS.${method}`, { kind: SpanKind.CLIENT, attributes: spanAttributes }, async (span: Span) => {
+      const started = process.hrtime.bigint()
+      try {
+        const result = await fn()
+        o.observe?.('sts', 'ok', Number(process.hrtime.bigint() - started) / 1e9)
+        span.setAttribute('http.response.status_code', statusOf(result) ?? 200)
+        return result
+      } catch (err) {
+        o.observe?.('sts', 'error', Number(process.hrtime.bigint() - started) / 1e9)
+        const status = (err as AwsError).$metadata?.httpStatusCode
+        if (status !== undefined) span.setAttribute('http.response.status_code', status)
+        throw err
+      }
+    }, err => (err as AwsError).name)
   }
 
   /**
@@ -177,15 +203,16 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   }
 
   return {
-    async verifyRole ({ roleArn, awsAccountId, externalId }) {
+    async verifyRole ({ roleArn, awsAccountId, externalId, sessionName }) {
       let assumed
+      const attributes = { 'cloud.account.id': awsAccountId, 'aws.sts.role_session_name': sessionName }
       try {
-        assumed = await timed(() => client.send(new AssumeRoleCommand({
+        assumed = await timed('AssumeRole', attributes, () => client.send(new AssumeRoleCommand({
           RoleArn: roleArn,
-          RoleSessionName: `cloudoreg-${awsAccountId}`,
+          RoleSessionName: sessionName,
           ...(externalId !== '' ? { ExternalId: externalId } : {}),
           Policy: SESSION_POLICY
-        })))
+        })), r => r.$metadata.httpStatusCode)
       } catch (err) {
         return classify(err as AwsError, 'AssumeRole')
       }
@@ -193,7 +220,7 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
       if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials' }
       const key = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken }
       try {
-        const arn = await timed(() => callerIdentity(key))
+        const arn = await timed('GetCallerIdentity', { 'cloud.account.id': awsAccountId }, () => callerIdentity(key), () => 200)
         if (!/^arn:aws(-us-gov|-cn)?:sts::\d{12}:assumed-role\//.test(arn)) {
           return { ok: false, code: 'CG3003', reason: 'the session is not an assumed role' }
         }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { decodeIdentity, isOrgId } from '../identity.js'
 import { queueKeyFor } from '../pipeline/queue-key.js'
+import { traceContextOf, type TraceContext } from '../tracing/context.js'
 
 /** One event as the inbox stores it, whatever push format carried it. */
 export interface IncomingEvent {
@@ -14,6 +15,10 @@ export interface IncomingEvent {
   /** null: the key is a delivery id, remembered for good; else a content hash, remembered this long. */
   dedupeTtlMs: number | null
   deliveryId: string | null
+  /** The W3C trace context its sender attached (null or absent: none, or an invalid one; the inbox starts a trace). */
+  trace?: TraceContext | null
+  /** How it arrived (a span attribute): the push format, `kafka` when consumed directly. */
+  format?: string
 }
 
 export type NormaliseResult =
@@ -71,7 +76,7 @@ function isObject (value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
 
-function toEvent (headers: KafkaHeaders, body: unknown, dedupe: { key: string, ttlMs: number | null, deliveryId: string | null }, where: string): IncomingEvent {
+function toEvent (headers: KafkaHeaders, body: unknown, dedupe: { key: string, ttlMs: number | null, deliveryId: string | null }, where: string, trace: TraceContext | null = null): IncomingEvent {
   const eventType = headers.get('eventtype')
   if (eventType === undefined || eventType === '') throw new Invalid(`${where}has no event type (event_type header)`)
   if (!EVENT_TYPE.test(eventType)) throw new Invalid(`${where}has an invalid event type`)
@@ -97,7 +102,9 @@ function toEvent (headers: KafkaHeaders, body: unknown, dedupe: { key: string, t
     queueKey: queueKeyFor(eventType, body),
     dedupeKey: dedupe.key,
     dedupeTtlMs: dedupe.ttlMs,
-    deliveryId: dedupe.deliveryId
+    deliveryId: dedupe.deliveryId,
+    // The format's own trace context first (CloudEvents' extension), else the Kafka record's header.
+    trace: trace ?? traceContextOf(headers.get('traceparent'), headers.get('tracestate'))
   }
 }
 
@@ -121,7 +128,7 @@ function sourcesNative (req: PushRequest, body: unknown): IncomingEvent {
   const dedupe = webhookId
     ? { key: `webhook:${webhookId}`, ttlMs: null, deliveryId: webhookId }
     : { key: contentHash(headers, req.body), ttlMs: CONTENT_HASH_TTL_MS, deliveryId: null }
-  return toEvent(headers, body, dedupe, '')
+  return { ...toEvent(headers, body, dedupe, ''), format: 'sources-native' }
 }
 
 function cloudEventDedupe (source: unknown, id: unknown, where: string): { key: string, ttlMs: null, deliveryId: string } {
@@ -138,7 +145,8 @@ function cloudEventBinary (req: PushRequest): IncomingEvent {
     if (v !== undefined && name.toLowerCase().startsWith('ce-kafkaheader')) headers.set(canonical(name.slice('ce-kafkaheader'.length)), v)
   }
   const body = parseJson(req.body.toString('utf8'), 'body')
-  return toEvent(headers, body, cloudEventDedupe(one(req.headers['ce-source']), one(req.headers['ce-id']), ''), '')
+  const trace = traceContextOf(one(req.headers['ce-traceparent']), one(req.headers['ce-tracestate']))
+  return { ...toEvent(headers, body, cloudEventDedupe(one(req.headers['ce-source']), one(req.headers['ce-id']), ''), '', trace), format: 'cloudevents-binary' }
 }
 
 function cloudEventStructured (ce: unknown, where: string): IncomingEvent {
@@ -153,7 +161,8 @@ function cloudEventStructured (ce: unknown, where: string): IncomingEvent {
   } else if (typeof data === 'string') {
     data = parseJson(data, `${where}data`)
   }
-  return toEvent(headers, data, cloudEventDedupe(ce.source, ce.id, where), where)
+  const trace = typeof ce.traceparent === 'string' ? traceContextOf(ce.traceparent, typeof ce.tracestate === 'string' ? ce.tracestate : undefined) : null
+  return { ...toEvent(headers, data, cloudEventDedupe(ce.source, ce.id, where), where, trace), format: 'cloudevents-structured' }
 }
 
 function decodeBase64Text (value: unknown, what: string): string {
@@ -184,7 +193,7 @@ function record (r: unknown, where: string): IncomingEvent {
       value = parseJson(decodeBase64Text(value, `${where}value`), `${where}value`)
     }
   }
-  return toEvent(headers, value, kafkaDelivery(topic, partition, offset), where)
+  return { ...toEvent(headers, value, kafkaDelivery(topic, partition, offset), where), format: 'record-batch' }
 }
 
 /** One Kafka record, however it reached us (pushed by a Strimzi bridge or consumed directly), is one delivery. */
@@ -217,7 +226,7 @@ export function normaliseKafkaRecord (r: KafkaRecord): { ok: true, event: Incomi
     }
     if (r.value === null || r.value.length === 0) throw new Invalid('value is empty')
     const body = parseJson(r.value.toString('utf8'), 'value')
-    return { ok: true, event: toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), '') }
+    return { ok: true, event: { ...toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), ''), format: 'kafka' } }
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, detail: err.message }
     throw err
@@ -228,6 +237,12 @@ function batch (items: unknown, label: string, each: (item: unknown, where: stri
   if (!Array.isArray(items) || items.length === 0) throw new Invalid(`${label} must be a non-empty array`)
   if (items.length > MAX_BATCH) throw new Invalid(`${label} has ${items.length} entries; at most ${MAX_BATCH} are accepted per request`)
   return items.map((item, i) => each(item, `${label}[${i}] `))
+}
+
+/** A request that carries one event: the request's own traceparent is the event's when the event names none. */
+function withRequestTrace (req: PushRequest, event: IncomingEvent): IncomingEvent {
+  event.trace ??= traceContextOf(one(req.headers.traceparent), one(req.headers.tracestate))
+  return event
 }
 
 /**
@@ -241,10 +256,10 @@ export function normalisePush (req: PushRequest): NormaliseResult {
       return { ok: true, events: batch(parseJson(req.body.toString('utf8'), 'body'), 'batch', cloudEventStructured) }
     }
     if (contentType === 'application/cloudevents+json') {
-      return { ok: true, events: [cloudEventStructured(parseJson(req.body.toString('utf8'), 'body'), '')] }
+      return { ok: true, events: [withRequestTrace(req, cloudEventStructured(parseJson(req.body.toString('utf8'), 'body'), ''))] }
     }
     if (req.headers['ce-id'] !== undefined || req.headers['ce-specversion'] !== undefined) {
-      return { ok: true, events: [cloudEventBinary(req)] }
+      return { ok: true, events: [withRequestTrace(req, cloudEventBinary(req))] }
     }
     if (req.body.length === 0) throw new Invalid('body is empty')
     const body = parseJson(req.body.toString('utf8'), 'body')

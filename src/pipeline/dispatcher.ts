@@ -8,6 +8,7 @@ import type { ClaimableEvent, Claims } from '../store/claims.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
+import { correlationOf } from '../tracing/correlation.js'
 import { backoffDelay, type RetryPolicy } from './retry.js'
 
 export interface EventContext {
@@ -15,9 +16,12 @@ export interface EventContext {
   tenant: Tenant
   /** 1 for the first attempt. */
   attempt: number
+  /** Carries the event's correlation (event, source and trace ids); a handler that learns the source id adds it. */
   log: Logger
   /** Survives from one attempt to the next of this event (not across restarts). */
   memo: Record<string, unknown>
+  /** The source the event concerns, once known (from the event, else from what the handler read). */
+  sourceId?: string
 }
 
 export interface EventHandler {
@@ -106,8 +110,8 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner }
+  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, log: Logger): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner, trace: event.trace }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 0; ; failures++) {
       try {
@@ -115,11 +119,11 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         break
       } catch (err) {
         if (err instanceof LeaseLostError) {
-          o.log.warn({ eventId: event.id, queueKey: event.leaseKey }, 'lease lost before the outcome was recorded; the new holder runs the event again')
+          log.warn('lease lost before the outcome was recorded; the new holder runs the event again')
           return
         }
         if (stopping.signal.aborted) throw err
-        o.log.error({ err, eventId: event.id }, 'recording an outcome failed; retrying')
+        log.error({ err }, 'recording an outcome failed; retrying')
         await sleep(Math.min(30_000, 500 * 2 ** failures))
       }
     }
@@ -128,7 +132,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   }
 
   async function run (event: ClaimableEvent, handler: EventHandler): Promise<void> {
-    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId })
+    const correlation = correlationOf(event)
+    let log = o.log.child({ eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId, ...correlation })
+    let sourceId = correlation.sourceId
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
     let attempts = event.attempts
@@ -143,7 +149,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         }
       }
       attempts++
-      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo }
+      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
       type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
       const result = await slots.add(async (): Promise<Attempt | undefined> => {
         // Queued for a slot when shutdown began: leave the event pending for the next start.
@@ -155,8 +161,11 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
         }
       })
       if (result === undefined) return
+      // What the attempt learnt (the source id) goes on every later line about the event.
+      log = ctx.log
+      sourceId = ctx.sourceId
       if (result.outcome !== undefined) {
-        await end(event, attempts, 'done', result.outcome, startedAt)
+        await end(event, attempts, 'done', result.outcome, startedAt, log)
         return
       }
       const err = result.err
@@ -170,7 +179,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
       if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
         log.warn({ attempts, error: message }, 'giving up on event')
-        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt)
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, log)
         return
       }
       wakeAt = Date.now() + backoffDelay(o.retry, attempts)
@@ -206,7 +215,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       }
     }).catch((err: Error) => {
       // Only when stopping with the database gone: the row stays pending for the next start.
-      o.log.error({ err, eventId: event.id }, 'event task failed')
+      o.log.error({ err, ...correlationOf(event) }, 'event task failed')
     })
   }
 

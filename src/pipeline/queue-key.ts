@@ -1,4 +1,5 @@
-function id (value: unknown): string | null {
+/** An id as sources-api sends it (a number, or digits), else null: event bodies are hostile. */
+export function numericId (value: unknown): string | null {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value)
   if (typeof value === 'string' && /^[0-9]{1,20}$/.test(value)) return value
   return null
@@ -14,16 +15,16 @@ export function queueKeyFor (eventType: string, body: Record<string, unknown>): 
   let app: string | null = null
   switch (resource) {
     case 'ApplicationAuthentication':
-      app = id(body.application_id)
+      app = numericId(body.application_id)
       break
     case 'Application':
-      app = id(body.id)
+      app = numericId(body.id)
       break
     case 'Authentication':
-      app = body.resource_type === 'Application' ? id(body.resource_id) : null
+      app = body.resource_type === 'Application' ? numericId(body.resource_id) : null
       break
     case 'Source': {
-      const source = id(body.id)
+      const source = numericId(body.id)
       return source === null ? null : `source:${source}`
     }
   }

@@ -1,10 +1,11 @@
-import type { RoleVerifier } from '../aws/sts.js'
+import { roleSessionName, type RoleVerifier } from '../aws/sts.js'
 import { isAccountTakenError, type RhsmClient } from '../rhsm/client.js'
 import type { SourcesClient } from '../sources/client.js'
 import { errorText, type ErrorCode } from '../status/error-codes.js'
 import type { Outcome } from '../store/outcomes.js'
 import type { Registration, Registrations, RegistrationWrite } from '../store/registrations.js'
 import { UpstreamError } from '../upstream/errors.js'
+import { knowSource } from '../tracing/correlation.js'
 import type { EventContext } from './dispatcher.js'
 
 export const ROLE_ARN = /^arn:aws(-us-gov|-cn)?:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/
@@ -60,6 +61,7 @@ export function unavailable (base: RegistrationWrite, code: ErrorCode, extra?: s
 
 /** Removes the RHSM mapping a registration holds; `removed` afterwards. */
 export async function removeMapping (deps: FlowDeps, r: Registration, ctx: EventContext): Promise<Outcome> {
+  knowSource(ctx, r.sourceId)
   if (r.mapped) await deps.rhsm.removeSourceAccounts({ orgId: r.orgId, sourceId: r.sourceId })
   return {
     note: r.mapped ? 'mapping removed' : 'nothing mapped',
@@ -98,6 +100,7 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
     throw err
   }
   if (application.applicationTypeId !== cloudMeterTypeId) return { note: 'not a cloud-meter application' }
+  knowSource(ctx, application.sourceId)
 
   const base = baseRegistration(ctx, applicationId, application.sourceId, authenticationId, existing)
   ctx.memo.base = base
@@ -125,7 +128,10 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
   const conflict = await deps.registrations.findConflict({ applicationId, orgId: tenant.orgId, awsAccountId, roleArn })
   if (conflict !== null) return unavailable(verifying, conflict)
 
-  const check = await deps.sts.verifyRole({ roleArn, awsAccountId, externalId: auth.externalId })
+  const sessionName = roleSessionName(application.sourceId, ctx.event.id)
+  // Kept with the event's outcome (its history shows it): the customer's CloudTrail names this session.
+  ctx.memo.roleSessionName = sessionName
+  const check = await deps.sts.verifyRole({ roleArn, awsAccountId, externalId: auth.externalId, sessionName })
   if (!check.ok) return unavailable(verifying, check.code)
 
   const holds = existing?.mapped === true

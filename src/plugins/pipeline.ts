@@ -15,7 +15,9 @@ import { kafkaStatusSink } from '../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../status/relay.js'
 import { httpStatusSink, noStatusSink } from '../status/sinks.js'
 import { createClaims } from '../store/claims.js'
-import { recordOutcome } from '../store/outcomes.js'
+import { recordOutcome, type EventEnd, type Outcome } from '../store/outcomes.js'
+import { tracedHandler, tracedRecordOutcome } from '../tracing/pipeline.js'
+import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -56,15 +58,20 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     none: () => noStatusSink
   }
   const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
-  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
   const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
+  let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  let record = (end: EventEnd, outcome: Outcome): Promise<void> => recordOutcome(app.store.pool, end, outcome)
+  if (app.tracing.enabled) {
+    handlers = new Map([...handlers].map(([type, handler]) => [type, tracedHandler(type, handler, claims.owner)]))
+    record = tracedRecordOutcome(record)
+  }
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
     claims,
     leaseMs: config.LEASE_MS,
     pollMs: 1000,
-    recordOutcome: (end, outcome) => recordOutcome(app.store.pool, end, outcome),
+    recordOutcome: record,
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
@@ -73,7 +80,8 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     metrics: app.metrics
   })
   app.decorate('dispatcher', dispatcher)
-  app.store.inbox.onAppend(dispatcher.wake)
+  // The dispatcher's own work (reading the inbox, leases) belongs to no push's trace.
+  app.store.inbox.onAppend(() => { context.with(ROOT_CONTEXT, dispatcher.wake) })
 
   app.addHook('onReady', async () => {
     // The embedded store is this process's alone: leases in it were left by a previous run that
@@ -105,4 +113,4 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
   })
 }
 
-export default fp(pipeline, { name: 'pipeline', dependencies: ['store', 'metrics'] })
+export default fp(pipeline, { name: 'pipeline', dependencies: ['store', 'metrics', 'tracing'] })

@@ -27,7 +27,7 @@ export interface Claims {
 
 const CANDIDATES = `
 select i.id, i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.attempts,
-       i.next_attempt_at, i.received_at, k.lease_key
+       i.next_attempt_at, i.received_at, i.traceparent, i.tracestate, k.lease_key
 from inbox i
 cross join lateral (
   select case

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { IncomingEvent } from '../ingress/normalise.js'
+import { newTraceContext, traceIdOf, type TraceContext } from '../tracing/context.js'
 
 export interface InboxEvent {
   id: number
@@ -13,6 +14,8 @@ export interface InboxEvent {
   attempts: number
   nextAttemptAt: Date
   receivedAt: Date
+  /** The trace its processing continues, on whichever replica and however late it runs. */
+  trace: TraceContext
 }
 
 /** Per event appended: its inbox id, or null when it was a redelivery. */
@@ -28,8 +31,8 @@ const GROUP_LIMIT = 2000
 
 const INSERT = `
 with input as (
-  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[])
-    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, ord)
+  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[])
+    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, traceparent, tracestate, ord)
 ), fresh as (
   insert into delivery_keys (key, expires_at)
   select dedupe_key, case when ttl_ms is null then null else now() + ttl_ms * interval '1 millisecond' end from input
@@ -37,8 +40,8 @@ with input as (
     where delivery_keys.expires_at is not null and delivery_keys.expires_at < now()
   returning key
 )
-insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key)
-select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key
+insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, traceparent, tracestate)
+select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key, i.traceparent, i.tracestate
 from input i join fresh f on f.key = i.dedupe_key
 order by i.ord
 returning id, dedupe_key`
@@ -56,6 +59,10 @@ export interface EventRecord {
   lastError: string | null
   receivedAt: Date
   finishedAt: Date | null
+  /** The trace of its ingest and processing. */
+  traceId: string | null
+  /** The STS session its verification assumed the customer's role under (their CloudTrail shows it). */
+  roleSessionName: string | null
 }
 
 export interface Inbox {
@@ -79,7 +86,7 @@ export interface Inbox {
   replay: (id: number) => Promise<number | null | 'pending'>
 }
 
-const RECORD_COLUMNS = 'id, event_type, org_id, queue_key, delivery_id, state, outcome, attempts, last_error, received_at, finished_at'
+const RECORD_COLUMNS = 'id, event_type, org_id, queue_key, delivery_id, state, outcome, attempts, last_error, received_at, finished_at, traceparent, role_session_name'
 
 function toRecord (r: Record<string, any>): EventRecord {
   return {
@@ -93,7 +100,9 @@ function toRecord (r: Record<string, any>): EventRecord {
     attempts: r.attempts,
     lastError: r.last_error,
     receivedAt: r.received_at,
-    finishedAt: r.finished_at
+    finishedAt: r.finished_at,
+    traceId: traceIdOf(r.traceparent),
+    roleSessionName: r.role_session_name
   }
 }
 
@@ -108,7 +117,9 @@ export function rowToEvent (row: Record<string, any>): InboxEvent {
     deliveryId: row.delivery_id,
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
-    receivedAt: row.received_at
+    receivedAt: row.received_at,
+    // Rows stored before trace contexts were: a trace of their own from now on.
+    trace: row.traceparent === null ? newTraceContext() : { traceparent: row.traceparent, tracestate: row.tracestate }
   }
 }
 
@@ -123,6 +134,8 @@ export function createInbox (pool: pg.Pool): Inbox {
     const unique: IncomingEvent[] = []
     for (const w of group) {
       for (const e of w.events) {
+        // An event that arrived with no trace context starts a trace of its own here.
+        e.trace ??= newTraceContext()
         if (!firstIndex.has(e.dedupeKey)) {
           firstIndex.set(e.dedupeKey, unique.length)
           unique.push(e)
@@ -141,7 +154,9 @@ export function createInbox (pool: pg.Pool): Inbox {
         unique.map(e => e.orgId),
         unique.map(e => e.accountNumber),
         unique.map(e => JSON.stringify(e.body)),
-        unique.map(e => e.deliveryId)
+        unique.map(e => e.deliveryId),
+        unique.map(e => e.trace!.traceparent),
+        unique.map(e => e.trace!.tracestate)
       ]
     })
     const stored = new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))

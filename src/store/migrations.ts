@@ -80,5 +80,9 @@ export const migrations: string[] = [
     expires_at timestamptz not null
   );
   create index source_leases_by_owner on source_leases (owner);
+  `,
+  `
+  alter table inbox add column traceparent text, add column tracestate text, add column role_session_name text;
+  alter table status_outbox add column traceparent text, add column tracestate text;
   `
 ]

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import type { TraceContext } from '../tracing/context.js'
 
 export interface StatusMessage {
   id: number
@@ -7,6 +8,8 @@ export interface StatusMessage {
   accountNumber: string | null
   status: 'available' | 'unavailable'
   error: string
+  /** The trace of the event that decided it; its message carries it on (null: decided before traces were stored). */
+  trace: TraceContext | null
 }
 
 export interface StatusWrite {
@@ -15,10 +18,10 @@ export interface StatusWrite {
   error: string
 }
 
-export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null): Promise<void> {
+export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null, trace: TraceContext | null = null): Promise<void> {
   await db.query(
-    'insert into status_outbox (application_id, org_id, account_number, status, error) values ($1, $2, $3, $4, $5)',
-    [s.applicationId, orgId, accountNumber, s.status, s.error])
+    'insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate) values ($1, $2, $3, $4, $5, $6, $7)',
+    [s.applicationId, orgId, accountNumber, s.status, s.error, trace?.traceparent ?? null, trace?.tracestate ?? null])
 }
 
 export interface StatusRecord extends StatusWrite {
@@ -56,7 +59,7 @@ export function createOutbox (pool: pg.Pool): Outbox {
                            and n.sent_at is null and not n.superseded)
              for update skip locked)`)
         const { rows } = await client.query(
-          `select id, application_id, org_id, account_number, status, error from status_outbox
+          `select id, application_id, org_id, account_number, status, error, traceparent, tracestate from status_outbox
            where sent_at is null and not superseded order by id limit $1 for update skip locked`, [limit])
         const mine = rows.map(r => r.id as string)
         // Rows locked by another relay still read as unsent: their applications wait for that relay's commit.
@@ -71,7 +74,8 @@ export function createOutbox (pool: pg.Pool): Outbox {
           orgId: r.org_id,
           accountNumber: r.account_number,
           status: r.status,
-          error: r.error
+          error: r.error,
+          trace: r.traceparent === null ? null : { traceparent: r.traceparent, tracestate: r.tracestate }
         }))
         if (batch.length > 0) {
           await send(batch)

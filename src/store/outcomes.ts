@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import type { TraceContext } from '../tracing/context.js'
 import { insertStatus, type StatusWrite } from './outbox.js'
 import { insertTombstone, upsertRegistration, type RegistrationWrite, type Tombstone } from './registrations.js'
 
@@ -10,6 +11,8 @@ export interface Outcome {
   status?: StatusWrite
   /** The application was destroyed: a late create must never map it again. */
   tombstone?: Tombstone
+  /** The STS RoleSessionName the event's verification used (the customer's CloudTrail shows it). */
+  roleSessionName?: string
 }
 
 export interface EventEnd {
@@ -21,6 +24,8 @@ export interface EventEnd {
   accountNumber: string | null
   attempts: number
   state: 'done' | 'ignored' | 'dead'
+  /** Stored with the status, so that its message continues the event's trace. */
+  trace: TraceContext
 }
 
 /** The event's key is leased to another replica now, or the event already ended there: nothing was written. */
@@ -37,11 +42,11 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
     const lease = await client.query('select 1 from source_leases where queue_key = $1 and owner = $2 for share', [end.leaseKey, end.leaseOwner])
     if (lease.rowCount === 0) throw new LeaseLostError(`the lease on ${end.leaseKey} is no longer held by this replica`)
     if (outcome.registration) await upsertRegistration(client, outcome.registration, end.eventId)
-    if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber)
+    if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber, end.trace)
     if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
     const ended = await client.query(
-      `update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now() where id = $1 and state = 'pending'`,
-      [end.eventId, end.state, outcome.note, end.attempts])
+      `update inbox set state = $2, outcome = $3, attempts = $4, role_session_name = $5, finished_at = now() where id = $1 and state = 'pending'`,
+      [end.eventId, end.state, outcome.note, end.attempts, outcome.roleSessionName ?? null])
     if (ended.rowCount === 0) throw new LeaseLostError(`event ${end.eventId} has already ended`)
     await client.query('commit')
   } catch (err) {

@@ -3,11 +3,12 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { recordEnvSecrets, serverLogPath } from './secrets.js'
 import { eventually, ORG, PSK } from './stack.js'
 
-/** src/server.ts as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
+/** The server as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
 export interface ServerProcess { child: ChildProcess, output: () => string, exited: Promise<number | null> }
 
-export function startServer (env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', 'src/server.ts'], {
+/** `entry`: src/server.ts, or a test-only entry under test/helpers/ that builds the app with injected options. */
+export function startServer (env: Record<string, string>, entry = 'src/server.ts'): ServerProcess {
+  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', entry], {
     env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })

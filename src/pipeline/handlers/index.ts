@@ -1,4 +1,5 @@
-import type { EventHandler } from '../dispatcher.js'
+import type { Outcome } from '../../store/outcomes.js'
+import type { EventContext, EventHandler } from '../dispatcher.js'
 import { asWrite, gaveUp, idOf, isNotFound, removeMapping, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export type HandlerDeps = FlowDeps
@@ -8,7 +9,16 @@ export const CHECK_EVENT = 'cloudoreg.check'
 
 /** A handler for the events of one application; `appOf` says which, from the event body. */
 function forApplication (deps: FlowDeps, appOf: (body: Record<string, unknown>) => string, handle: EventHandler['handle']): EventHandler {
-  return { handle, exhausted: async (ctx, _error) => gaveUp(deps, ctx, appOf(ctx.event.body)) }
+  return {
+    handle: async ctx => withSessionName(ctx, await handle(ctx)),
+    exhausted: async (ctx, _error) => withSessionName(ctx, await gaveUp(deps, ctx, appOf(ctx.event.body)))
+  }
+}
+
+/** An event that assumed the customer's role keeps the session's name (their CloudTrail shows it) with its outcome. */
+function withSessionName (ctx: EventContext, outcome: Outcome): Outcome {
+  const name = ctx.memo.roleSessionName
+  return typeof name === 'string' ? { ...outcome, roleSessionName: name } : outcome
 }
 
 /**
