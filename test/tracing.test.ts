@@ -5,7 +5,7 @@ import t from 'tap'
 import { collectTopic, startMockKafka } from './helpers/kafka.js'
 import { pushUntilAcknowledged } from './helpers/process.js'
 import { leasesOf, startReplicas } from './helpers/replicas.js'
-import { eventually, getJson, identities, STATUS_TOPIC } from './helpers/stack.js'
+import { eventually, getJson, identities, pushNative, startStack, STATUS_TOPIC } from './helpers/stack.js'
 import type { SpanRecord } from './helpers/traced-server.js'
 
 // The proof of issue 16: an event pushed with a traceparent, its replica SIGKILLed in the middle of
@@ -85,6 +85,10 @@ t.test('one trace follows an event across a SIGKILLed replica: both attempts, ev
   const started = inTrace.filter(s => s.phase === 'start')
   const ingest = ended.filter(s => s.name === 'ingest')
   t.equal(ingest.length, 1)
+  // The event's own context (here the push's traceparent header) is the ingest's parent; the push request's span (@fastify/otel) too.
+  const senderSpan = TRACEPARENT.split('-')[2]
+  t.equal(ingest[0].parentSpanId, senderSpan, 'the ingest continues the sender\'s trace')
+  t.ok(ended.some(s => s.name === 'request' && s.parentSpanId === senderSpan), 'so does the push request\'s span')
   t.match(ingest[0].attributes, { 'cloudoreg.format': 'sources-native', 'cloudoreg.dedupe': 'stored', 'messaging.message.id': event.id })
 
   // Attempts: the killed one started (and never ended), the survivor's ended with the outcome; both children of the ingest.
@@ -114,8 +118,25 @@ t.test('one trace follows an event across a SIGKILLed replica: both attempts, ev
   // The outcome's transaction (with pg's spans beneath) and the status publish continue it.
   const outcome = ended.find(s => s.name === 'record outcome')!
   t.ok(outcome, 'the outcome transaction span')
-  t.ok(ended.some(s => s.parentSpanId === outcome.spanId && s.attributes['db.system.name'] !== undefined || s.attributes['db.system'] !== undefined), 'pg spans in the trace')
+  t.ok(ended.some(s => s.parentSpanId === outcome.spanId && (s.attributes['db.system.name'] ?? s.attributes['db.system']) === 'postgresql'), 'pg spans beneath it')
   const send = ended.find(s => s.name === `send ${STATUS_TOPIC}`)!
   t.equal(send.parentSpanId, outcome.spanId, 'the status publish under the outcome')
   t.equal(message.headers.traceparent.split('-')[2], send.spanId, 'the message names its send span')
+})
+
+t.test('tracing off: every log line about an event carries its event, source and trace ids, retries included', async t => {
+  const stack = await startStack(t)
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
+  // One failed attempt (RHSM 503 on each quick retry), so that the dispatcher logs about the event too.
+  stack.rhsm.failNext(3, 503)
+  t.equal((await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }, { traceparent: TRACEPARENT })).status, 202)
+  await eventually(async () => (await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`)).body.state === 'registered' ? true : undefined, 30_000, 'registered')
+  const { rows: [event] } = await stack.app.store.pool.query<{ id: string, traceparent: string }>('select id, traceparent from inbox')
+  t.equal(event.traceparent, TRACEPARENT, 'tracing off, the sender\'s context is stored as it came')
+  const lines = stack.logs.flatMap(chunk => chunk.split('\n')).filter(Boolean).map(l => JSON.parse(l) as Record<string, unknown>)
+  const about = lines.filter(l => l.eventId !== undefined)
+  t.ok(about.some(l => /will retry/.test(String(l.msg))), 'the failed attempt was logged')
+  for (const l of about) t.match(l, { eventId: Number(event.id), sourceId: '7', traceId: TRACE_ID }, String(l.msg))
+  const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
+  t.match(history.body.events[0], { trace_id: TRACE_ID, role_session_name: `cloudoreg-s7-e${event.id}`, attempts: 2 })
 })
