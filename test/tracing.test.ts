@@ -1,6 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { SpanStatusCode } from '@opentelemetry/api'
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import t from 'tap'
 import { collectTopic, startMockKafka } from './helpers/kafka.js'
 import { pushUntilAcknowledged } from './helpers/process.js'
@@ -139,4 +141,41 @@ t.test('tracing off: every log line about an event carries its event, source and
   for (const l of about) t.match(l, { eventId: Number(event.id), sourceId: '7', traceId: TRACE_ID }, String(l.msg))
   const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
   t.match(history.body.events[0], { trace_id: TRACE_ID, role_session_name: `cloudoreg-s7-e${event.id}`, attempts: 2 })
+  // The status PATCH carries the event's trace on (no instrumentation adds one while tracing is off).
+  const patch = await eventually(() => stack.sources.requests.find(r => r.method === 'PATCH'), 20_000, 'the status PATCH')
+  t.equal(patch.headers.traceparent, TRACEPARENT)
+  t.equal(patch.headers.tracestate, undefined)
+})
+
+t.test('tracing on: an event whose attempts run out is one trace started at ingest, each failed attempt with its error type, then the give-up', async t => {
+  const exporter = new InMemorySpanExporter()
+  const stack = await startStack(t, { env: { RETRY_MAX_ATTEMPTS: '2', UPSTREAM_CALL_ATTEMPTS: '1' }, spanProcessors: [new SimpleSpanProcessor(exporter)] })
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
+  stack.sts.errorFor.set(ROLE, 'Throttling')
+  t.equal((await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 })).status, 202)
+  await eventually(async () => (await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`)).body.error?.code === 'CR5000' ? true : undefined, 30_000, 'CR5000')
+  const spans = await eventually(() => {
+    const all = exporter.getFinishedSpans()
+    return all.some(s => s.name === 'give up ApplicationAuthentication.create') ? all : undefined
+  }, 10_000, 'the give-up span')
+  const ingest = spans.find(s => s.name === 'ingest')!
+  const traceId = ingest.spanContext().traceId
+  const request = spans.find(s => s.spanContext().spanId === ingest.parentSpanContext?.spanId)!
+  t.equal(request.name, 'request', 'no context arrived: the trace starts with the push request, the ingest its child')
+  t.equal(request.parentSpanContext, undefined)
+  const attempts = spans.filter(s => s.name === 'process ApplicationAuthentication.create')
+  t.same(attempts.map(s => s.attributes['cloudoreg.attempt']), [1, 2])
+  for (const a of attempts) {
+    t.equal(a.spanContext().traceId, traceId)
+    t.equal(a.status.code, SpanStatusCode.ERROR)
+    t.equal(a.attributes['error.type'], 'sts.transient')
+  }
+  const assume = spans.filter(s => s.name === 'STS.AssumeRole')
+  t.equal(assume.length, 2)
+  for (const s of assume) t.match(s.attributes, { 'error.type': 'Throttling', 'http.response.status_code': 400 })
+  const giveUp = spans.find(s => s.name === 'give up ApplicationAuthentication.create')!
+  t.match(giveUp.attributes, { 'cloudoreg.error_code': 'CR5000', 'cloudoreg.outcome': 'CR5000' })
+  t.equal(giveUp.spanContext().traceId, traceId)
+  const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
+  t.equal(history.body.events[0].trace_id, traceId, 'the history names the trace')
 })

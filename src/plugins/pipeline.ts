@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
@@ -17,7 +18,6 @@ import { httpStatusSink, noStatusSink } from '../status/sinks.js'
 import { createClaims } from '../store/claims.js'
 import { recordOutcome, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { tracedHandler, tracedRecordOutcome } from '../tracing/pipeline.js'
-import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -54,7 +54,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
-    http: () => httpStatusSink(sources),
+    http: () => httpStatusSink(sources, app.tracing.enabled),
     none: () => noStatusSink
   }
   const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })

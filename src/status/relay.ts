@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../log.js'
 import type { Outbox, StatusMessage } from '../store/outbox.js'
+import { traceHeaders } from '../tracing/context.js'
 
 export interface StatusSink {
   name: string
@@ -94,10 +95,7 @@ export function availabilityMessage (m: StatusMessage): { key: string, value: st
   const headers: Record<string, string> = { event_type: 'availability_status', 'x-rh-sources-org-id': m.orgId }
   if (m.accountNumber) headers['x-rh-sources-account-number'] = m.accountNumber
   // W3C trace context as Kafka headers (as the OpenTelemetry Kafka instrumentations carry it).
-  if (m.trace !== null) {
-    headers.traceparent = m.trace.traceparent
-    if (m.trace.tracestate !== null) headers.tracestate = m.trace.tracestate
-  }
+  if (m.trace !== null) Object.assign(headers, traceHeaders(m.trace))
   return {
     key: m.orgId,
     value: JSON.stringify({ resource_type: 'Application', resource_id: m.applicationId, status: m.status, error: m.error }),

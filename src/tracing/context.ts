@@ -45,3 +45,8 @@ export function newTraceContext (): TraceContext {
 export function traceIdOf (traceparent: string | null): string | null {
   return traceparent === null ? null : traceparent.slice(3, 35)
 }
+
+/** W3C headers (HTTP, Kafka) carrying a trace context. */
+export function traceHeaders (tc: TraceContext): Record<string, string> {
+  return tc.tracestate === null ? { traceparent: tc.traceparent } : { traceparent: tc.traceparent, tracestate: tc.tracestate }
+}

@@ -1,4 +1,4 @@
-import { SpanKind } from '@opentelemetry/api'
+import { SpanKind, type Span } from '@opentelemetry/api'
 import type { EventContext, EventHandler } from '../pipeline/dispatcher.js'
 import type { EventEnd, Outcome } from '../store/outcomes.js'
 import { UpstreamError } from '../upstream/errors.js'
@@ -10,7 +10,8 @@ export function errorTypeOf (err: unknown): string {
   return (err as Error | null)?.name ?? 'Error'
 }
 
-function recordOutcome (span: import('@opentelemetry/api').Span, ctx: EventContext, outcome: Outcome): Outcome {
+/** What an attempt decided, on its span. */
+function describeOutcome (span: Span, ctx: EventContext, outcome: Outcome): Outcome {
   span.setAttribute('cloudoreg.outcome', outcome.note)
   const code = outcome.registration?.lastErrorCode
   if (code != null) span.setAttribute('cloudoreg.error_code', code)
@@ -47,8 +48,8 @@ export function tracedHandler (eventType: string, handler: EventHandler, replica
     }
   })
   return {
-    handle: async ctx => inSpan(`process ${eventType}`, options(ctx, 'process'), async span => recordOutcome(span, ctx, await handler.handle(ctx)), errorTypeOf),
-    exhausted: async (ctx, lastError) => inSpan(`give up ${eventType}`, options(ctx, 'give up'), async span => recordOutcome(span, ctx, await handler.exhausted(ctx, lastError)), errorTypeOf)
+    handle: async ctx => inSpan(`process ${eventType}`, options(ctx, 'process'), async span => describeOutcome(span, ctx, await handler.handle(ctx)), errorTypeOf),
+    exhausted: async (ctx, lastError) => inSpan(`give up ${eventType}`, options(ctx, 'give up'), async span => describeOutcome(span, ctx, await handler.exhausted(ctx, lastError)), errorTypeOf)
   }
 }
 

@@ -1,4 +1,4 @@
-import { context, ROOT_CONTEXT, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanKind, type Link } from '@opentelemetry/api'
+import { context, ROOT_CONTEXT, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanKind } from '@opentelemetry/api'
 import { TraceState } from '@opentelemetry/core'
 import { formatTraceparent, type TraceContext } from './context.js'
 
@@ -10,9 +10,9 @@ import { formatTraceparent, type TraceContext } from './context.js'
 export const tracer = trace.getTracer('cloudoreg')
 
 /** The context of a stored or received trace, as the remote parent of what runs next. */
-export function contextOf (tc: TraceContext, base: Context = ROOT_CONTEXT): Context {
+export function contextOf (tc: TraceContext): Context {
   const [, traceId, spanId, flags] = tc.traceparent.split('-')
-  return trace.setSpanContext(base, {
+  return trace.setSpanContext(ROOT_CONTEXT, {
     traceId,
     spanId,
     traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED,
@@ -31,7 +31,6 @@ export function traceContextOfSpan (span: Span): TraceContext | null {
 export interface SpanOptions {
   kind?: SpanKind
   attributes?: Attributes
-  links?: Link[]
   /** The parent; the active context when unset. */
   parent?: Context
 }
@@ -41,9 +40,10 @@ export interface SpanOptions {
  * child. A rejection marks the span as an error (its `error.type` from `errorType`) and rethrows.
  */
 export async function inSpan<T> (name: string, o: SpanOptions, fn: (span: Span) => Promise<T>, errorType?: (err: unknown) => string | undefined): Promise<T> {
-  const span = tracer.startSpan(name, { kind: o.kind, attributes: o.attributes, links: o.links }, o.parent ?? context.active())
+  const parent = o.parent ?? context.active()
+  const span = tracer.startSpan(name, { kind: o.kind, attributes: o.attributes }, parent)
   try {
-    return await context.with(trace.setSpan(o.parent ?? context.active(), span), () => fn(span))
+    return await context.with(trace.setSpan(parent, span), () => fn(span))
   } catch (err) {
     failed(span, err, errorType?.(err))
     throw err
