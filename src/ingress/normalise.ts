@@ -17,7 +17,7 @@ export interface IncomingEvent {
   deliveryId: string | null
   /** The W3C trace context its sender attached (null or absent: none, or an invalid one; the inbox starts a trace). */
   trace?: TraceContext | null
-  /** How it arrived (a span attribute): the push format, `kafka` when consumed directly. */
+  /** How it arrived (a span attribute): the push format; a Kafka record (`kafka-record`) pushed in a record batch or consumed directly. */
   format?: string
 }
 
@@ -193,7 +193,7 @@ function record (r: unknown, where: string): IncomingEvent {
       value = parseJson(decodeBase64Text(value, `${where}value`), `${where}value`)
     }
   }
-  return { ...toEvent(headers, value, kafkaDelivery(topic, partition, offset), where), format: 'record-batch' }
+  return { ...toEvent(headers, value, kafkaDelivery(topic, partition, offset), where), format: 'kafka-record' }
 }
 
 /** One Kafka record, however it reached us (pushed by a Strimzi bridge or consumed directly), is one delivery. */
@@ -226,7 +226,7 @@ export function normaliseKafkaRecord (r: KafkaRecord): { ok: true, event: Incomi
     }
     if (r.value === null || r.value.length === 0) throw new Invalid('value is empty')
     const body = parseJson(r.value.toString('utf8'), 'value')
-    return { ok: true, event: { ...toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), ''), format: 'kafka' } }
+    return { ok: true, event: { ...toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), ''), format: 'kafka-record' } }
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, detail: err.message }
     throw err
