@@ -1,31 +1,15 @@
 import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
-import type { Config } from '../src/config.js'
-import { carriesToken } from '../src/ingress/credentials.js'
-import { decodeIdentity, isOrgId, type Tenant } from '../src/identity.js'
-import { checkEvent } from '../src/ingress/check-event.js'
-import { sendProblem } from '../src/plugins/problem.js'
-
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
+import { checkEvent } from '../src/events/check.js'
+import { ProblemRef } from '../src/schemas.js'
 
 const CheckBody = Type.Object({
   source_id: Type.Union([Type.String({ pattern: '^[0-9]{1,20}$' }), Type.Integer({ minimum: 0 })], { description: 'sources-api source id' })
 })
 
-/** The tenant of a call from sources-api: its tenant headers, else its identity. */
-function tenantOf (headers: Record<string, string | string[] | undefined>): Tenant | null {
-  const orgId = headers['x-rh-sources-org-id']
-  const account = headers['x-rh-sources-account-number']
-  const identity = decodeIdentity(headers['x-rh-identity'] as string | undefined)
-  if (isOrgId(orgId)) {
-    return { orgId, accountNumber: typeof account === 'string' && account !== '' ? account : identity.ok ? identity.accountNumber : null }
-  }
-  return identity.ok ? { orgId: identity.orgId, accountNumber: identity.accountNumber } : null
-}
-
 /** sources-api's periodic availability check: answer at once, re-verify on the source's queue. */
-export default async function availability (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
+export default async function availability (fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.post('/internal/api/cloudoreg/v1/availability_status', {
     schema: {
@@ -37,13 +21,11 @@ export default async function availability (fastify: FastifyInstance, { config }
       security: [{ identity: [] }],
       body: CheckBody,
       response: { 204: { description: 'Accepted (or nothing to do)', type: 'null' }, 400: ProblemRef, 401: ProblemRef, 503: ProblemRef }
-    }
+    },
+    // After validation, as before: a malformed body is a 400 whoever sends it.
+    preHandler: app.auth.sourcesCaller
   }, async (request, reply) => {
-    const tenant = tenantOf(request.headers)
-    if (tenant === null) return sendProblem(reply, 401, 'needs x-rh-sources-org-id or an x-rh-identity with an org_id')
-    if (config.AVAILABILITY_CHECK_TOKEN !== undefined && !carriesToken(request, [config.AVAILABILITY_CHECK_TOKEN])) {
-      return sendProblem(reply, 401, 'needs Authorization: Bearer <AVAILABILITY_CHECK_TOKEN>', { 'www-authenticate': 'Bearer' })
-    }
+    const { tenant } = request
     const sourceId = String(request.body.source_id)
     const registration = await app.store.registrations.findBySource(tenant.orgId, sourceId)
     if (registration?.state === 'paused' || registration?.state === 'removed') return reply.code(204).send()

@@ -1,22 +1,15 @@
-import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { pushIsOpen, type Config } from '../src/config.js'
-import { carriesToken, verifyWebhookSignature } from '../src/ingress/credentials.js'
+import type { FastifyInstance } from 'fastify'
 import { normalisePush } from '../src/ingress/normalise.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
+import { ProblemRef } from '../src/schemas.js'
 
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const BODY_LIMIT = 4 * 1024 * 1024
 
-export default async function events (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+export default async function events (app: FastifyInstance): Promise<void> {
   // Bridges send JSON, CloudEvents types, or (Knative) no Content-Type at all; a 415 would drop
   // the event for good, so every body is taken raw and the push format decides how to read it.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
-
-  if (pushIsOpen(config) && config.PUSH_AUTH !== 'none') {
-    app.log.warn('the push route accepts anyone who can reach it: set PUSH_TOKEN or PUSH_WEBHOOK_SECRET, or PUSH_AUTH=none behind a network policy')
-  }
 
   app.post('/internal/v1/events', {
     bodyLimit: BODY_LIMIT,
@@ -40,14 +33,7 @@ export default async function events (app: FastifyInstance, { config }: { config
       }
     },
     // After parsing: a Standard Webhooks signature covers the raw body.
-    preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (pushIsOpen(config)) return
-      if (carriesToken(request, [config.PUSH_TOKEN])) return
-      if (config.PUSH_WEBHOOK_SECRET !== undefined && Buffer.isBuffer(request.body) &&
-          verifyWebhookSignature(request.headers, request.body, config.PUSH_WEBHOOK_SECRET)) return
-      return sendProblem(reply, 401, 'a push needs Authorization: Bearer <PUSH_TOKEN>, dapr-api-token, or a valid Standard Webhooks signature',
-        { 'www-authenticate': 'Bearer' })
-    }
+    preHandler: app.auth.push
   }, async (request, reply) => {
     const result = normalisePush({ headers: request.headers, body: (request.body as Buffer | undefined) ?? Buffer.alloc(0) })
     if (!result.ok) return sendProblem(reply, 400, result.detail)

@@ -1,12 +1,12 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import type { Config } from '../src/config.js'
-import { metricsOnOwnPort } from '../src/plugins/metrics.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import { metricsOnOwnPort } from '../src/plugins/app/metrics.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 
 const Health = Type.Object({ status: Type.String() }, { additionalProperties: true })
 
-export default async function health (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+export default async function health (app: FastifyInstance): Promise<void> {
+  const { config } = app
   app.get('/healthz', {
     config: { keepsAnswering: true },
     schema: { tags: ['operations'], summary: 'The process is alive', response: { 200: Health } }
@@ -22,7 +22,7 @@ export default async function health (app: FastifyInstance, { config }: { config
   }, async (_request, reply) => {
     if (app.shuttingDown()) return sendProblem(reply, 503, 'shutting down', { 'retry-after': '5' })
     try {
-      await app.store.pool.query({ text: 'select 1', query_timeout: 2000 } as { text: string })
+      await app.store.stats.ping(2000)
     } catch (err) {
       return sendProblem(reply, 503, `database unreachable: ${(err as Error).message}`, { 'retry-after': '5' })
     }

@@ -1,13 +1,9 @@
 import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../src/config.js'
-import { checkEvent } from '../src/ingress/check-event.js'
-import { carriesToken } from '../src/ingress/credentials.js'
-import { sendProblem } from '../src/plugins/problem.js'
-
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
-const Nullable = <T extends ReturnType<typeof Type.String>>(s: T) => Type.Union([s, Type.Null()])
+import type { FastifyInstance } from 'fastify'
+import { checkEvent } from '../src/events/check.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
+import { Nullable, ProblemRef, SourceParams } from '../src/schemas.js'
 
 const DeadLetter = Type.Object({
   id: Type.Integer(),
@@ -24,16 +20,9 @@ const DeadLetter = Type.Object({
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { dapr: [] }]
 
 /** Repair: what gave up, and how to run it again. INTERNAL_TOKEN or the push token; never an identity alone. */
-export default async function operator (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
+export default async function operator (fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (config.INTERNAL_TOKEN === undefined && config.PUSH_TOKEN === undefined) {
-      return sendProblem(reply, 401, 'operator routes are closed until INTERNAL_TOKEN (or PUSH_TOKEN) is configured')
-    }
-    if (!carriesToken(request, [config.INTERNAL_TOKEN, config.PUSH_TOKEN])) {
-      return sendProblem(reply, 401, 'needs Authorization: Bearer <INTERNAL_TOKEN>', { 'www-authenticate': 'Bearer' })
-    }
-  })
+  app.addHook('onRequest', app.auth.internal)
 
   app.get('/internal/v1/dead-letters', {
     schema: {
@@ -96,7 +85,7 @@ export default async function operator (fastify: FastifyInstance, { config }: { 
       tags: ['operations'],
       summary: 'Queue a re-verification of a source (skipped while it is paused or removed)',
       security,
-      params: Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$' }) }),
+      params: SourceParams,
       response: { 202: { description: 'Queued', type: 'null' }, 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
     }
   }, async (request, reply) => {

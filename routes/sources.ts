@@ -1,11 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { decodeIdentity } from '../src/identity.js'
-import { sendProblem } from '../src/plugins/problem.js'
+import type { FastifyInstance } from 'fastify'
+import { appKey, sourceKey } from '../src/events/keys.js'
+import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { REGISTRATION_STATES, type Registration } from '../src/store/registrations.js'
+import { ProblemRef, SourceParams } from '../src/schemas.js'
 
-const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
 const PREFIX = '/api/cloudoreg/v1'
 
 const State = Type.Union(REGISTRATION_STATES.map(s => Type.Literal(s)), {
@@ -51,8 +51,6 @@ const SourceList = Type.Object({
   }),
   data: Type.Array(Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }))
 })
-
-const SourceParams = Type.Object({ source_id: Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' }) })
 
 const HISTORY_LIMIT = 1000
 
@@ -101,22 +99,11 @@ function toBody (r: Registration): SourceStatusBody {
   }
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    orgId: string
-  }
-}
-
 /** The status API: what cloudoreg knows of each source, scoped to the caller's org. */
 export default async function sources (fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.addSchema(SourceStatus)
-  app.decorateRequest('orgId', '')
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const identity = decodeIdentity(request.headers['x-rh-identity'] as string | undefined)
-    if (!identity.ok) return sendProblem(reply, 401, identity.reason)
-    request.orgId = identity.orgId
-  })
+  app.addHook('onRequest', app.auth.identity)
 
   const security = [{ identity: [] }]
 
@@ -131,7 +118,7 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
     }
   }, async (request) => {
     const { limit, offset, state } = request.query
-    const { count, data } = await app.store.registrations.list({ orgId: request.orgId, state, limit, offset })
+    const { count, data } = await app.store.registrations.list({ orgId: request.tenant.orgId, state, limit, offset })
     const link = (o: number): string => `${PREFIX}/sources?limit=${limit}&offset=${o}${state ? `&state=${state}` : ''}`
     const lastOffset = count === 0 ? 0 : Math.floor((count - 1) / limit) * limit
     return {
@@ -157,7 +144,7 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
     }
   }, async (request, reply) => {
     const { source_id: sourceId } = request.params
-    const registration = await app.store.registrations.findBySource(request.orgId, sourceId)
+    const registration = await app.store.registrations.findBySource(request.tenant.orgId, sourceId)
     // Another org's source is indistinguishable from one that does not exist.
     if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
     return toBody(registration)
@@ -174,11 +161,11 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
     }
   }, async (request, reply) => {
     const { source_id: sourceId } = request.params
-    const registration = await app.store.registrations.findBySource(request.orgId, sourceId)
+    const registration = await app.store.registrations.findBySource(request.tenant.orgId, sourceId)
     if (registration === null) return sendProblem(reply, 404, `source ${sourceId} has no registration in your org`)
     const [events, statuses] = await Promise.all([
-      app.store.inbox.eventsOf(request.orgId, [`app:${registration.applicationId}`, `source:${sourceId}`], HISTORY_LIMIT),
-      app.store.outbox.statusesOf(request.orgId, registration.applicationId, HISTORY_LIMIT)
+      app.store.inbox.eventsOf(request.tenant.orgId, [appKey(registration.applicationId), sourceKey(sourceId)], HISTORY_LIMIT),
+      app.store.outbox.statusesOf(request.tenant.orgId, registration.applicationId, HISTORY_LIMIT)
     ])
     return {
       source_id: sourceId,

@@ -1,22 +1,24 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-node'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { REDACTED_PATHS } from './log.js'
-import kafkaConsumer from './plugins/kafka-consumer.js'
-import loadShedding from './plugins/load-shedding.js'
-import metrics from './plugins/metrics.js'
-import openapi, { DOCS_PREFIX } from './plugins/openapi.js'
-import pipeline from './plugins/pipeline.js'
-import problem from './plugins/problem.js'
-import pushPort from './plugins/push-port.js'
-import retention from './plugins/retention.js'
-import shutdown from './plugins/shutdown.js'
-import store from './plugins/store.js'
-import tracing from './plugins/tracing.js'
+import auth from './plugins/app/auth.js'
+import kafkaConsumer from './plugins/app/kafka-consumer.js'
+import metrics from './plugins/app/metrics.js'
+import pipeline from './plugins/app/pipeline.js'
+import retention from './plugins/app/retention.js'
+import store from './plugins/app/store.js'
+import tracing from './plugins/app/tracing.js'
+import configPlugin from './plugins/infrastructure/config.js'
+import loadShedding from './plugins/infrastructure/load-shedding.js'
+import openapi, { DOCS_PREFIX } from './plugins/infrastructure/openapi.js'
+import problem from './plugins/infrastructure/problem.js'
+import pushPort from './plugins/infrastructure/push-port.js'
+import shutdown from './plugins/infrastructure/shutdown.js'
 import availability from '../routes/availability.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
@@ -58,23 +60,34 @@ export async function buildApp ({ config, logStream, spanProcessors }: AppOption
     return503OnClosing: false
   })
 
+  // The registration order below is the start-up order and, since preClose hooks run in registration
+  // order and every onClose after them, also the shutdown order; it is written down here only:
+  // 1. shutdown's preClose turns pushes and operator calls away (503 + Retry-After) from the first moment;
+  // 2. the Kafka consumer stops taking records before the pipeline drains (like pushes);
+  // 3. the pipeline lets running attempts finish, flushes the status relay and gives its leases back;
+  // 4. the store's onClose closes the database (and stops the embedded PostgreSQL) last.
+  // Infrastructure: settings, problem+json errors, the SIGTERM gate, extra listeners.
+  await app.register(configPlugin, { config })
   await app.register(problem)
   await app.register(shutdown)
-  await app.register(pushPort, { config })
-  await app.register(store, { config })
-  // Before the routes, which @fastify/otel instruments as they are added.
-  await app.register(tracing, { config, version: packageVersion(), spanProcessors })
-  await app.register(metrics, { config })
-  await app.register(loadShedding, { config })
-  if (config.KAFKA_CONSUME) await app.register(kafkaConsumer, { config })
-  await app.register(pipeline, { config })
-  await app.register(retention, { config })
+  await app.register(pushPort)
+  // Application: the store first (everything reads or writes it), then what uses it.
+  await app.register(store)
+  // Tracing next: @fastify/otel instruments the routes added after it, the ingest wraps the store's inbox.
+  await app.register(tracing, { version: packageVersion(), spanProcessors })
+  await app.register(metrics)
+  await app.register(loadShedding)
+  if (config.KAFKA_CONSUME) await app.register(kafkaConsumer)
+  await app.register(pipeline)
+  await app.register(retention)
+  await app.register(auth)
+  // Routes, documented by the OpenAPI plugin registered before them.
   await app.register(openapi, { version: packageVersion() })
-  await app.register(health, { config })
-  await app.register(events, { config })
+  await app.register(health)
+  await app.register(events)
   await app.register(sources)
-  await app.register(availability, { config })
-  await app.register(operator, { config })
+  await app.register(availability)
+  await app.register(operator)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app
 }

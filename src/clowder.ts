@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ClowderConfig, Endpoint } from 'app-common-js'
-import { ConfigError } from './config.js'
+import { ConfigError } from './config-error.js'
 
 // The file is read here rather than through app-common-js 2.2.4's `new Config()`, whose types this
 // module still uses. That class cannot do the job cleanly:

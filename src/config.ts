@@ -1,6 +1,7 @@
 import envSchema from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import { clowderEnv } from './clowder.js'
+import { ConfigError } from './config-error.js'
 
 const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
@@ -67,10 +68,6 @@ const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema> & {
   kafkaBrokers: string[]
   statusSink: 'kafka' | 'http' | 'none'
-}
-
-export class ConfigError extends Error {
-  code = 'CLOUDOREG_CONFIG'
 }
 
 /**

@@ -1,5 +1,5 @@
-import type pg from 'pg'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { StoreStats } from './store/stats.js'
 import type { UpstreamTarget } from './upstream/errors.js'
 
 export interface Metrics {
@@ -13,7 +13,7 @@ export interface Metrics {
 }
 
 /** One registry per app instance, so that tests can run several apps in one process. */
-export function createMetrics (pool: pg.Pool): Metrics {
+export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const received = new Counter({ name: 'cloudoreg_events_received_total', help: 'Events stored in the inbox, by type', labelNames: ['type'], registers: [registry] })
@@ -25,11 +25,8 @@ export function createMetrics (pool: pg.Pool): Metrics {
   const queued = new Gauge({ name: 'cloudoreg_queue_events', help: 'Events loaded into per-source queues and not yet ended', registers: [registry] })
   const queues = new Gauge({ name: 'cloudoreg_queue_sources', help: 'Per-source queues alive', registers: [registry] })
 
-  // prom-client collects gauges concurrently: a count and its age share one query per scrape.
-  const inboxStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age
-                                        from inbox where state = 'pending'`)
-  const outboxStats = sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(created_at)), 0) as age
-                                         from status_outbox where sent_at is null and not superseded`)
+  const inboxStats = stats.inbox
+  const outboxStats = stats.outbox
   const fromStats = (name: string, help: string, stats: () => Promise<{ n: number, age: number }>, field: 'n' | 'age'): void => {
     new Gauge({ name, help, registers: [registry], async collect () { this.set((await stats())[field]) } }) // eslint-disable-line no-new
   }
@@ -52,15 +49,5 @@ export function createMetrics (pool: pg.Pool): Metrics {
       queued.set(events)
       queues.set(n)
     }
-  }
-}
-
-function sharedQuery (pool: pg.Pool, sql: string): () => Promise<{ n: number, age: number }> {
-  let inFlight: Promise<{ n: number, age: number }> | undefined
-  return () => {
-    inFlight ??= pool.query(sql)
-      .then(({ rows }) => ({ n: Number(rows[0].n), age: Number(rows[0].age) }))
-      .finally(() => { setImmediate(() => { inFlight = undefined }) })
-    return inFlight
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
 import { assertProductionReady, loadConfig } from '../src/config.js'
-import { pushOnOwnPort } from '../src/plugins/push-port.js'
+import { pushOnOwnPort } from '../src/plugins/infrastructure/push-port.js'
 import { startBareApp } from './helpers/stack.js'
 
 // Every manifest under deploy/ and the Dockerfile, against the code: probe paths are real routes,

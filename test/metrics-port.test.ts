@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { metricsOnOwnPort } from '../src/plugins/metrics.js'
+import { metricsOnOwnPort } from '../src/plugins/app/metrics.js'
 import { freePort } from './helpers/stack.js'
 
 interface Teardown { teardown: (fn: () => Promise<void> | void) => void }

@@ -7,7 +7,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { assertProductionReady, loadConfig } from '../src/config.js'
-import { verifyWebhookSignature } from '../src/ingress/credentials.js'
+import { verifyWebhookSignature } from '../src/plugins/app/auth.js'
 import { readFixture } from './helpers/fixtures.js'
 import { freePort, startBareApp } from './helpers/stack.js'
 

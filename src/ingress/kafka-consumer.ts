@@ -1,7 +1,8 @@
 import type { Batch, Consumer, ConsumerConfig, EachBatchPayload } from 'kafkajs'
 import { KAFKA_RETRY, kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
-import { normaliseKafkaRecord, type IncomingEvent } from './normalise.js'
+import type { IncomingEvent } from '../events/event.js'
+import { normaliseKafkaRecord } from './normalise.js'
 
 /** What happened to one batch of records, after its offset was committed. */
 export interface BatchReport {

@@ -4,7 +4,7 @@ import PQueue from 'p-queue'
 import type { Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
-import type { ClaimableEvent, Claims } from '../store/claims.js'
+import type { LeasableEvent, Leases } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
@@ -32,7 +32,7 @@ export interface EventHandler {
 
 export interface DispatcherOptions {
   inbox: Inbox
-  claims: Claims
+  leases: Leases
   /** How long a lease lasts unrenewed: a dead replica's sources wait at most this long. */
   leaseMs: number
   /** How often to look for work that other replicas stored or left. */
@@ -110,8 +110,8 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  async function end (event: ClaimableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, log: Logger): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.claims.owner, trace: event.trace }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, log: Logger): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.leases.owner, trace: event.trace }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 0; ; failures++) {
       try {
@@ -131,7 +131,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     if (outcome.status) o.onOutcome()
   }
 
-  async function run (event: ClaimableEvent, handler: EventHandler): Promise<void> {
+  async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
     const correlation = correlationOf(event)
     let log = o.log.child({ eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId, ...correlation })
     let sourceId = correlation.sourceId
@@ -190,7 +190,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     }
   }
 
-  function enqueue (event: ClaimableEvent, handler: EventHandler): void {
+  function enqueue (event: LeasableEvent, handler: EventHandler): void {
     const key = event.leaseKey
     let queue = queues.get(key)
     if (queue === undefined) {
@@ -222,9 +222,9 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
   async function pull (): Promise<void> {
     while (!stopping.signal.aborted && held.size < o.window) {
       const found = await serial(async () => {
-        const rows = await o.claims.candidates(Math.min(PAGE, o.window - held.size), [...held])
+        const rows = await o.leases.candidates(Math.min(PAGE, o.window - held.size), [...held])
         const ignored: InboxEvent[] = []
-        const runnable: Array<{ event: ClaimableEvent, handler: EventHandler }> = []
+        const runnable: Array<{ event: LeasableEvent, handler: EventHandler }> = []
         for (const event of rows) {
           const handler = o.handlerFor(event.eventType)
           if (handler === undefined) ignored.push(event)
@@ -235,7 +235,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
           for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
         }
         // Another replica may have taken a free key since the read: its events are that replica's.
-        const taken = await o.claims.take([...new Set(runnable.map(r => r.event.leaseKey))])
+        const taken = await o.leases.take([...new Set(runnable.map(r => r.event.leaseKey))])
         if (stopping.signal.aborted) return 0
         let enqueued = 0
         for (const { event, handler } of runnable) {
@@ -254,7 +254,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
     await serial(async () => {
       const active = [...queues.keys()]
       try {
-        const kept = await o.claims.renew(active)
+        const kept = await o.leases.renew(active)
         lastRenewal = Date.now()
         lose(active.filter(key => !kept.has(key) && queues.has(key)))
       } catch (err) {
@@ -304,7 +304,7 @@ export function createDispatcher (o: DispatcherOptions): Dispatcher {
       await Promise.race([idle, sleep(graceMs, undefined, { ref: false })])
     },
     async releaseLeases () {
-      await serial(() => o.claims.releaseAll())
+      await serial(() => o.leases.releaseAll())
     },
     stats: () => ({ queuedEvents: held.size, queues: queues.size, running: slots.pending })
   }

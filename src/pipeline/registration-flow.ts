@@ -1,7 +1,7 @@
 import { roleSessionName, type RoleVerifier } from '../aws/sts.js'
 import { isAccountTakenError, type RhsmClient } from '../rhsm/client.js'
 import type { SourcesClient } from '../sources/client.js'
-import { errorText, type ErrorCode } from '../status/error-codes.js'
+import { errorText, type ErrorCode } from './error-codes.js'
 import type { Outcome } from '../store/outcomes.js'
 import type { Registration, Registrations, RegistrationWrite } from '../store/registrations.js'
 import { UpstreamError } from '../upstream/errors.js'

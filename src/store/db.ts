@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs'
 import type { ConnectionOptions } from 'node:tls'
 import pg from 'pg'
-import { ConfigError } from '../config.js'
+import { ConfigError } from '../config-error.js'
 import type { Logger } from '../log.js'
 import { startEmbeddedPostgres } from './embedded-postgres.js'
 import { migrations } from './migrations.js'
+import { inTransaction } from './transaction.js'
 
 export interface Database {
   pool: pg.Pool
@@ -32,15 +33,10 @@ export async function migrate (pool: pg.Pool): Promise<number> {
     const { rows } = await client.query<{ version: number }>('select coalesce(max(version), 0) as version from schema_migrations')
     const current = rows[0].version
     for (let version = current + 1; version <= migrations.length; version++) {
-      await client.query('begin')
-      try {
-        await client.query(migrations[version - 1])
-        await client.query('insert into schema_migrations (version) values ($1)', [version])
-        await client.query('commit')
-      } catch (err) {
-        await client.query('rollback')
-        throw err
-      }
+      await inTransaction(client, async tx => {
+        await tx.query(migrations[version - 1])
+        await tx.query('insert into schema_migrations (version) values ($1)', [version])
+      })
     }
     return migrations.length - current
   } finally {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
-import type { IncomingEvent } from '../ingress/normalise.js'
+import type { IncomingEvent } from '../events/event.js'
 import { newTraceContext, traceIdOf, type TraceContext } from '../tracing/context.js'
 
 export interface InboxEvent {
@@ -234,7 +234,7 @@ export function createInbox (pool: pg.Pool): Inbox {
     },
     async markIgnored (ids, outcome) {
       await pool.query(
-        `update inbox set state = 'ignored', outcome = $2, finished_at = now() where id = any($1::bigint[]) and state = 'pending'`,
+        'update inbox set state = \'ignored\', outcome = $2, finished_at = now() where id = any($1::bigint[]) and state = \'pending\'',
         [ids, outcome])
     }
   }

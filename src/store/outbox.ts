@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import type { TraceContext } from '../tracing/context.js'
+import { withTransaction } from './transaction.js'
 
 export interface StatusMessage {
   id: number
@@ -48,9 +49,7 @@ export interface Outbox {
 export function createOutbox (pool: pg.Pool): Outbox {
   return {
     async relay (limit, send) {
-      const client = await pool.connect()
-      try {
-        await client.query('begin')
+      return await withTransaction(pool, async client => {
         await client.query(
           `update status_outbox set superseded = true where id in (
              select o.id from status_outbox o
@@ -81,14 +80,8 @@ export function createOutbox (pool: pg.Pool): Outbox {
           await send(batch)
           await client.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [batch.map(m => m.id)])
         }
-        await client.query('commit')
         return batch.length
-      } catch (err) {
-        await client.query('rollback').catch(() => {})
-        throw err
-      } finally {
-        client.release()
-      }
+      })
     },
     async statusesOf (orgId, applicationId, limit) {
       const { rows } = await pool.query(

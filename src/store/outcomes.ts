@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import type { TraceContext } from '../tracing/context.js'
 import { insertStatus, type StatusWrite } from './outbox.js'
+import { withTransaction } from './transaction.js'
 import { insertTombstone, upsertRegistration, type RegistrationWrite, type Tombstone } from './registrations.js'
 
 /** What handling one event decided. Written in one transaction with the event's end. */
@@ -35,9 +36,7 @@ export class LeaseLostError extends Error {
 
 /** Registration, status outbox row and the inbox row's end commit together or not at all. */
 export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outcome): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await client.query('begin')
+  await withTransaction(pool, async client => {
     // Locking the lease row makes a replica taking the key over wait for this commit, and then see the event ended.
     const lease = await client.query('select 1 from source_leases where queue_key = $1 and owner = $2 for share', [end.leaseKey, end.leaseOwner])
     if (lease.rowCount === 0) throw new LeaseLostError(`the lease on ${end.leaseKey} is no longer held by this replica`)
@@ -45,14 +44,8 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
     if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber, end.trace)
     if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
     const ended = await client.query(
-      `update inbox set state = $2, outcome = $3, attempts = $4, role_session_name = $5, finished_at = now() where id = $1 and state = 'pending'`,
+      'update inbox set state = $2, outcome = $3, attempts = $4, role_session_name = $5, finished_at = now() where id = $1 and state = \'pending\'',
       [end.eventId, end.state, outcome.note, end.attempts, outcome.roleSessionName ?? null])
     if (ended.rowCount === 0) throw new LeaseLostError(`event ${end.eventId} has already ended`)
-    await client.query('commit')
-  } catch (err) {
-    await client.query('rollback').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }

@@ -1,5 +1,5 @@
 import type { EventContext } from '../pipeline/dispatcher.js'
-import { numericId } from '../pipeline/queue-key.js'
+import { numericId, SOURCE_KEY_PREFIX } from '../events/keys.js'
 import type { InboxEvent } from '../store/inbox.js'
 import { traceIdOf } from './context.js'
 
@@ -18,7 +18,7 @@ export interface Correlation {
 export function correlationOf (event: InboxEvent): Correlation {
   const { body, queueKey } = event
   const sourceId = numericId(event.eventType === 'Source.destroy' ? body.id : body.source_id) ??
-    (queueKey?.startsWith('source:') === true ? queueKey.slice('source:'.length) : null)
+    (queueKey?.startsWith(SOURCE_KEY_PREFIX) === true ? queueKey.slice(SOURCE_KEY_PREFIX.length) : null)
   const traceId = traceIdOf(event.trace.traceparent)!
   return sourceId === null ? { eventId: event.id, traceId } : { eventId: event.id, traceId, sourceId }
 }

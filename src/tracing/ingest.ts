@@ -1,5 +1,5 @@
 import { context, SpanKind, trace, type Link } from '@opentelemetry/api'
-import type { IncomingEvent } from '../ingress/normalise.js'
+import type { IncomingEvent } from '../events/event.js'
 import type { AppendResult, Inbox } from '../store/inbox.js'
 import { contextOf, failed, tracer, traceContextOfSpan } from './spans.js'
 

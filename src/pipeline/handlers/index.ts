@@ -1,11 +1,9 @@
+import { CHECK_EVENT } from '../../events/event.js'
 import type { Outcome } from '../../store/outcomes.js'
 import type { EventContext, EventHandler } from '../dispatcher.js'
 import { asWrite, gaveUp, idOf, isNotFound, removeMapping, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export type HandlerDeps = FlowDeps
-
-/** Event types of cloudoreg's own, queued by the availability check and the operator routes. */
-export const CHECK_EVENT = 'cloudoreg.check'
 
 /** A handler for the events of one application; `appOf` says which, from the event body. */
 function forApplication (deps: FlowDeps, appOf: (body: Record<string, unknown>) => string, handle: EventHandler['handle']): EventHandler {

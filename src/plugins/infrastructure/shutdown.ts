@@ -20,7 +20,7 @@ const RETRY_AFTER_S = '5'
 async function shutdown (app: FastifyInstance): Promise<void> {
   let closing = false
   app.decorate('shuttingDown', () => closing)
-  // Registered before the pipeline, so this runs before its drain begins.
+  // The first preClose of the app (src/app.ts says why the order matters).
   app.addHook('preClose', async () => { closing = true })
   app.addHook('onRequest', async (request, reply) => {
     if (!closing || request.routeOptions.config.keepsAnswering === true) return

@@ -2,9 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
-import { createMetrics, type Metrics } from '../metrics.js'
-import { listenWithApp } from './extra-listener.js'
+import type { Config } from '../../config.js'
+import { createMetrics, type Metrics } from '../../metrics.js'
+import { listenWithApp } from '../infrastructure/extra-listener.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,8 +21,9 @@ export function metricsOnOwnPort (config: PortSettings): boolean {
   return config.METRICS_PORT !== undefined && (config.METRICS_PORT === 0 || config.METRICS_PORT !== config.PORT)
 }
 
-async function metrics (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
-  const m = createMetrics(app.store.pool)
+async function metrics (app: FastifyInstance): Promise<void> {
+  const { config } = app
+  const m = createMetrics(app.store.stats)
   app.decorate('metrics', m)
   if (!metricsOnOwnPort(config)) {
     app.decorate('metricsAddress', null)

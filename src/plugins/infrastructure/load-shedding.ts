@@ -1,7 +1,6 @@
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
 
 const RETRY_AFTER_S = 5
 const CHECK_EVERY_MS = 5000
@@ -24,16 +23,15 @@ const reasons: Record<string, string> = {
  * when the event loop, the heap or the inbox backlog is over its limit. A pushed
  * event answered 503 is not stored: the sender's retry is the only copy.
  */
-async function loadShedding (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+async function loadShedding (app: FastifyInstance): Promise<void> {
+  const { config } = app
   await app.register(underPressure, {
     maxEventLoopDelay: 1000,
     maxHeapUsedBytes: 1024 * 1024 * 1024,
     retryAfter: RETRY_AFTER_S,
     healthCheckInterval: CHECK_EVERY_MS,
     async healthCheck () {
-      const { rows } = await app.store.pool.query<{ n: number }>(
-        `select count(*)::int as n from (select 1 from inbox where state = 'pending' limit $1) backlog`, [config.MAX_BACKLOG + 1])
-      return rows[0].n <= config.MAX_BACKLOG
+      return !(await app.store.stats.backlogOver(config.MAX_BACKLOG))
     },
     // A rejection goes to the error handler, which answers 503 problem+json with Retry-After.
     async pressureHandler (request: FastifyRequest, _reply: FastifyReply, type: string) {

@@ -5,19 +5,17 @@ import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
-import { createRoleVerifier } from '../aws/sts.js'
-import { missingUpstreamSettings, type Config } from '../config.js'
-import { createDispatcher, type Dispatcher } from '../pipeline/dispatcher.js'
-import { createHandlers } from '../pipeline/handlers/index.js'
-import { createRhsmClient, dryRunRhsm } from '../rhsm/client.js'
-import { createSourcesClient } from '../sources/client.js'
-import { kafkaConnection } from '../kafka/client.js'
-import { kafkaStatusSink } from '../status/kafka-sink.js'
-import { createStatusRelay, type StatusSink } from '../status/relay.js'
-import { httpStatusSink, noStatusSink } from '../status/sinks.js'
-import { createClaims } from '../store/claims.js'
-import { recordOutcome, type EventEnd, type Outcome } from '../store/outcomes.js'
-import { tracedHandler, tracedRecordOutcome } from '../tracing/pipeline.js'
+import { createRoleVerifier } from '../../aws/sts.js'
+import { missingUpstreamSettings, type Config } from '../../config.js'
+import { createDispatcher, type Dispatcher } from '../../pipeline/dispatcher.js'
+import { createHandlers } from '../../pipeline/handlers/index.js'
+import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
+import { createSourcesClient } from '../../sources/client.js'
+import { kafkaConnection } from '../../kafka/client.js'
+import { kafkaStatusSink } from '../../status/kafka-sink.js'
+import { createStatusRelay, type StatusSink } from '../../status/relay.js'
+import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
+import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,7 +24,8 @@ declare module 'fastify' {
 }
 
 /** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
-async function pipeline (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+async function pipeline (app: FastifyInstance): Promise<void> {
+  const { config } = app
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
@@ -58,17 +57,17 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     none: () => noStatusSink
   }
   const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
-  const claims = createClaims(app.store.pool, `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
+  const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
   let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
-  let record = (end: EventEnd, outcome: Outcome): Promise<void> => recordOutcome(app.store.pool, end, outcome)
+  let record = app.store.recordOutcome
   if (app.tracing.enabled) {
-    handlers = new Map([...handlers].map(([type, handler]) => [type, tracedHandler(type, handler, claims.owner)]))
+    handlers = new Map([...handlers].map(([type, handler]) => [type, tracedHandler(type, handler, leases.owner)]))
     record = tracedRecordOutcome(record)
   }
   const dispatcher = createDispatcher({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
-    claims,
+    leases,
     leaseMs: config.LEASE_MS,
     pollMs: 1000,
     recordOutcome: record,
@@ -87,7 +86,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     // The embedded store is this process's alone: leases in it were left by a previous run that
     // died, and its sources need not wait LEASE_MS for them to expire.
     if (app.store.embedded) {
-      const cleared = await claims.clearAll()
+      const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
     dispatcher.start()
@@ -100,7 +99,7 @@ async function pipeline (app: FastifyInstance, { config }: { config: Config }): 
     if (shadow.length > 0) app.log.warn(settings, `pipeline started in shadow mode: verifying and recording, ${shadow.join(' and ')}`)
     else app.log.info(settings, 'pipeline started')
   })
-  // preClose runs before the store's onClose: work in flight ends while the database is still there.
+  // Work in flight ends while the database is still there (the close order is in src/app.ts).
   app.addHook('preClose', async () => {
     // One grace period for both: running attempts first, then what they reported.
     const deadline = Date.now() + config.SHUTDOWN_GRACE_MS

@@ -1,13 +1,14 @@
 import type pg from 'pg'
+import { APP_KEY_PREFIX, SOURCE_KEY_PREFIX } from '../events/keys.js'
 import { rowToEvent, type InboxEvent } from './inbox.js'
 
 /** A pending event and the key of the lease that orders it. */
-export interface ClaimableEvent extends InboxEvent {
+export interface LeasableEvent extends InboxEvent {
   /** The application's key for `source:` events once a registration names it, so they queue behind its events. */
   leaseKey: string
 }
 
-export interface Claims {
+export interface Leases {
   /** Identifies this process in `source_leases`. */
   owner: string
   /**
@@ -15,7 +16,7 @@ export interface Claims {
    * holds (never held, released or expired), skipping the ids it already has.
    * Only a read: `take` decides who gets a key.
    */
-  candidates: (limit: number, skip: number[]) => Promise<ClaimableEvent[]>
+  candidates: (limit: number, skip: number[]) => Promise<LeasableEvent[]>
   /** Takes or extends leases on these keys; returns the keys now held. */
   take: (keys: string[]) => Promise<Set<string>>
   /** Extends the leases on `active`, releases this replica's others and long-expired ones; returns the active keys still held. */
@@ -32,9 +33,9 @@ from inbox i
 cross join lateral (
   select case
     when i.queue_key is null then 'event:' || i.id
-    when i.queue_key like 'source:%' then coalesce(
-      (select 'app:' || r.application_id from registrations r
-       where r.org_id = i.org_id and r.source_id = substr(i.queue_key, 8) order by r.updated_at desc limit 1),
+    when starts_with(i.queue_key, $4) then coalesce(
+      (select $5 || r.application_id from registrations r
+       where r.org_id = i.org_id and r.source_id = substr(i.queue_key, length($4) + 1) order by r.updated_at desc limit 1),
       i.queue_key)
     else i.queue_key
   end as lease_key
@@ -45,11 +46,11 @@ where i.state = 'pending' and not (i.id = any($1::bigint[]))
 order by i.id
 limit $3`
 
-export function createClaims (pool: pg.Pool, owner: string, leaseMs: number): Claims {
+export function createLeases (pool: pg.Pool, owner: string, leaseMs: number): Leases {
   return {
     owner,
     async candidates (limit, skip) {
-      const { rows } = await pool.query({ name: 'claims-candidates', text: CANDIDATES, values: [skip, owner, limit] })
+      const { rows } = await pool.query({ name: 'lease-candidates', text: CANDIDATES, values: [skip, owner, limit, SOURCE_KEY_PREFIX, APP_KEY_PREFIX] })
       return rows.map(r => ({ ...rowToEvent(r), leaseKey: r.lease_key }))
     },
     async take (keys) {

@@ -1,17 +1,16 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
-import { pruneOlderThan } from '../store/retention.js'
 
 const EVERY_MS = 60 * 60 * 1000
 const FIRST_AFTER_MS = 60 * 1000
 
 /** Prunes history older than RETENTION_DAYS once an hour. */
-async function retention (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+async function retention (app: FastifyInstance): Promise<void> {
+  const { config } = app
   let timer: NodeJS.Timeout | undefined
   const run = async (): Promise<void> => {
     try {
-      const pruned = await pruneOlderThan(app.store.pool, config.RETENTION_DAYS)
+      const pruned = await app.store.prune(config.RETENTION_DAYS)
       if (pruned.events + pruned.statuses + pruned.deliveryKeys > 0) app.log.info({ pruned, retentionDays: config.RETENTION_DAYS }, 'pruned old history')
     } catch (err) {
       app.log.warn({ err }, 'pruning old history failed; will try again')

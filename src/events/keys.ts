@@ -1,3 +1,19 @@
+/**
+ * Ordering keys: every event of one cloud-meter application runs in order on `app:<id>`; an event that
+ * names only a source waits on `source:<id>` until a registration says which application it is.
+ * The lease query in src/store/leases.ts resolves `source:` keys with these same prefixes.
+ */
+export const APP_KEY_PREFIX = 'app:'
+export const SOURCE_KEY_PREFIX = 'source:'
+
+export function appKey (applicationId: string): string {
+  return APP_KEY_PREFIX + applicationId
+}
+
+export function sourceKey (sourceId: string): string {
+  return SOURCE_KEY_PREFIX + sourceId
+}
+
 /** An id as sources-api sends it (a number, or digits), else null: event bodies are hostile. */
 export function numericId (value: unknown): string | null {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value)
@@ -25,8 +41,8 @@ export function queueKeyFor (eventType: string, body: Record<string, unknown>): 
       break
     case 'Source': {
       const source = numericId(body.id)
-      return source === null ? null : `source:${source}`
+      return source === null ? null : sourceKey(source)
     }
   }
-  return app === null ? null : `app:${app}`
+  return app === null ? null : appKey(app)
 }

@@ -2,9 +2,8 @@ import { writeSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge } from 'prom-client'
-import type { Config } from '../config.js'
-import { createKafkaEventConsumer, type BatchReport } from '../ingress/kafka-consumer.js'
-import { kafkaConnection } from '../kafka/client.js'
+import { createKafkaEventConsumer, type BatchReport } from '../../ingress/kafka-consumer.js'
+import { kafkaConnection } from '../../kafka/client.js'
 
 /**
  * Test-only fault: with a positive number N, the process SIGKILLs itself after the inbox commit
@@ -17,7 +16,8 @@ const KILL_HOOK = 'CLOUDOREG_TEST_KILL_AFTER_INBOX_COMMIT'
  * Direct Kafka mode (KAFKA_CONSUME=true): consumes SOURCES_EVENT_TOPIC as group KAFKA_GROUP_ID
  * into the same inbox as pushed events; the dispatcher is woken by the inbox append as for a push.
  */
-async function kafkaConsumer (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+async function kafkaConsumer (app: FastifyInstance): Promise<void> {
+  const { config } = app
   const registry = app.metrics.registry
   const records = new Counter({
     name: 'cloudoreg_kafka_records_total',
@@ -63,7 +63,11 @@ async function kafkaConsumer (app: FastifyInstance, { config }: { config: Config
         if (r.storedTypes.length === 0 || --killAfter > 0) return
         // Written synchronously: pino's asynchronous stdout would lose the line with the process.
         writeSync(2, JSON.stringify({
-          level: 40, time: Date.now(), partition: r.partition, offsets: `${r.firstOffset}-${r.lastOffset}`, stored: r.storedTypes.length,
+          level: 40,
+          time: Date.now(),
+          partition: r.partition,
+          offsets: `${r.firstOffset}-${r.lastOffset}`,
+          stored: r.storedTypes.length,
           msg: 'test fault: killing the process after the inbox commit, before the offset commit'
         }) + '\n')
         process.kill(process.pid, 'SIGKILL')
@@ -71,9 +75,8 @@ async function kafkaConsumer (app: FastifyInstance, { config }: { config: Config
       : undefined
   })
 
-  // Registered before the pipeline, so that intake stops before its drain (like pushes, which get 503
-  // from the start of the drain). Starting before the dispatcher is harmless: an append wakes nothing
-  // until the dispatcher starts, and then it reads the pending inbox; joining the group takes longer anyway.
+  // Starting before the pipeline is harmless: an append wakes nothing until the pipeline starts, and
+  // then it reads the pending inbox; joining the group takes longer anyway.
   app.addHook('onReady', async () => {
     consumer.start()
     app.log.info({ topic: config.SOURCES_EVENT_TOPIC, groupId: config.KAFKA_GROUP_ID, brokers: config.kafkaBrokers }, 'direct Kafka mode: consuming the event topic')

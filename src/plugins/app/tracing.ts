@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { tracedAppend } from '../tracing/ingest.js'
-import { startTracing, tracingEnabled, type TracingOptions } from '../tracing/provider.js'
+import { tracedAppend } from '../../tracing/ingest.js'
+import { startTracing, tracingEnabled, type TracingOptions } from '../../tracing/provider.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,7 +15,8 @@ declare module 'fastify' {
  * SDK and its instrumentations (see provider.ts), `@fastify/otel` for the routes registered
  * after this plugin, and an `ingest` span around every inbox append.
  */
-async function tracing (app: FastifyInstance, o: TracingOptions): Promise<void> {
+async function tracing (app: FastifyInstance, options: Omit<TracingOptions, 'config'>): Promise<void> {
+  const o = { ...options, config: app.config }
   const enabled = tracingEnabled(o)
   app.decorate('tracing', { enabled })
   if (!enabled) return

@@ -2,7 +2,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import type { Config } from '../../config.js'
 import { listenWithApp } from './extra-listener.js'
 import { sendProblem } from './problem.js'
 
@@ -29,7 +29,8 @@ export function pushOnOwnPort (config: PortSettings): boolean {
  * policy, which sees ports and not paths, can admit only the bridge to it.
  * Both ports run the same app: one set of hooks, errors and shutdown.
  */
-async function pushPort (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+async function pushPort (app: FastifyInstance): Promise<void> {
+  const { config } = app
   if (!pushOnOwnPort(config)) {
     app.decorate('pushAddress', null)
     return

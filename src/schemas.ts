@@ -1,0 +1,16 @@
+import { Type, type TSchema } from '@sinclair/typebox'
+
+/**
+ * Schemas that more than one route uses: at once validation, TypeScript types and OpenAPI.
+ * The Problem schema itself is registered by the problem plugin (src/plugins/infrastructure/problem.ts).
+ */
+
+/** An error answer, application/problem+json (RFC 9457). */
+export const ProblemRef = Type.Unsafe<unknown>({ $ref: 'Problem#' })
+
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+
+/** A sources-api source id: decimal digits, as sources-api prints them. */
+export const SourceId = Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' })
+
+export const SourceParams = Type.Object({ source_id: SourceId })

@@ -1,0 +1,47 @@
+import type pg from 'pg'
+import type { Database } from './db.js'
+import { createInbox, type Inbox } from './inbox.js'
+import { createLeases, type Leases } from './leases.js'
+import { createOutbox, type Outbox } from './outbox.js'
+import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
+import { createRegistrations, type Registrations } from './registrations.js'
+import { pruneOlderThan, type Pruned } from './retention.js'
+import { createStats, type StoreStats } from './stats.js'
+
+/**
+ * The store's front door: every table and column name lives behind it, in src/store/.
+ * The store drives nothing; the pipeline, the routes and the plugins call it.
+ */
+export interface Store {
+  /** For the store's own modules and for tests that inspect rows; nothing else in src/ or routes/ queries it. */
+  pool: pg.Pool
+  /** The embedded PostgreSQL, which no other process shares. */
+  embedded: boolean
+  inbox: Inbox
+  outbox: Outbox
+  registrations: Registrations
+  stats: StoreStats
+  /** This replica's per-source leases, as `owner`. */
+  leases: (owner: string, leaseMs: number) => Leases
+  /** Registration, status and the event's end, in one lease-checked transaction. */
+  recordOutcome: (end: EventEnd, outcome: Outcome) => Promise<void>
+  /** Forgets ended history older than `days`. */
+  prune: (days: number) => Promise<Pruned>
+}
+
+export function createStore (db: Pick<Database, 'pool' | 'embedded'>): Store {
+  const { pool } = db
+  return {
+    pool,
+    embedded: db.embedded,
+    inbox: createInbox(pool),
+    outbox: createOutbox(pool),
+    registrations: createRegistrations(pool),
+    stats: createStats(pool),
+    leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
+    recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
+    prune: async days => await pruneOlderThan(pool, days)
+  }
+}
+
+export type { Inbox, Leases, Outbox, Registrations, StoreStats }

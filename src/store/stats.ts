@@ -1,0 +1,43 @@
+import type pg from 'pg'
+
+export interface CountAndAge { n: number, age: number }
+
+export interface StoreStats {
+  /** Whether the database answers within `timeoutMs`; throws if not. */
+  ping: (timeoutMs: number) => Promise<void>
+  /** Whether more than `limit` events are pending (counts no further than limit + 1). */
+  backlogOver: (limit: number) => Promise<boolean>
+  /** Pending events and the age of the oldest, in seconds. */
+  inbox: () => Promise<CountAndAge>
+  /** Unsent status messages and the age of the oldest, in seconds. */
+  outbox: () => Promise<CountAndAge>
+}
+
+/** What probes, load shedding and metrics ask of the store. */
+export function createStats (pool: pg.Pool): StoreStats {
+  return {
+    async ping (timeoutMs) {
+      await pool.query({ text: 'select 1', query_timeout: timeoutMs } as { text: string })
+    },
+    async backlogOver (limit) {
+      const { rows } = await pool.query<{ n: number }>(
+        'select count(*)::int as n from (select 1 from inbox where state = \'pending\' limit $1) backlog', [limit + 1])
+      return rows[0].n > limit
+    },
+    // prom-client collects gauges concurrently: a count and its age share one query per scrape.
+    inbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age
+                              from inbox where state = 'pending'`),
+    outbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(created_at)), 0) as age
+                               from status_outbox where sent_at is null and not superseded`)
+  }
+}
+
+function sharedQuery (pool: pg.Pool, sql: string): () => Promise<CountAndAge> {
+  let inFlight: Promise<CountAndAge> | undefined
+  return () => {
+    inFlight ??= pool.query(sql)
+      .then(({ rows }) => ({ n: Number(rows[0].n), age: Number(rows[0].age) }))
+      .finally(() => { setImmediate(() => { inFlight = undefined }) })
+    return inFlight
+  }
+}
