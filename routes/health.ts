@@ -28,10 +28,10 @@ export default async function health (app: FastifyInstance): Promise<void> {
     }
     return {
       status: 'ready',
-      processing: app.dispatcher !== null,
+      processing: app.scheduler !== null,
       statusSink: config.statusSink,
       rhsmMode: config.RHSM_MODE,
-      ...(app.dispatcher ? app.dispatcher.stats() : {})
+      ...(app.scheduler ? app.scheduler.stats() : {})
     }
   })
 

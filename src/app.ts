@@ -5,6 +5,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-node'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
+import type { BatchReport } from './ingress/kafka-consumer.js'
 import { REDACTED_PATHS } from './log.js'
 import auth from './plugins/app/auth.js'
 import kafkaConsumer from './plugins/app/kafka-consumer.js'
@@ -35,16 +36,23 @@ function packageVersion (): string {
   return '0.0.0'
 }
 
+/** Code run at chosen points of the service's work; tests inject faults here (none in production). */
+export interface AppHooks {
+  /** Direct Kafka mode: after a batch's inbox commit, before its offset commit (a crash test's window). */
+  afterInboxCommit?: (batch: BatchReport) => void | Promise<void>
+}
+
 export interface AppOptions {
   config: Config
   /** Where logs go (stdout when unset); tests capture them here. */
   logStream?: DestinationStream
+  hooks?: AppHooks
   /** Span processors besides the OTLP exporter of the OTEL_* settings; tests pass an in-memory exporter's. */
   spanProcessors?: SpanProcessor[]
 }
 
 /** Builds the whole service; `server.ts` only listens. */
-export async function buildApp ({ config, logStream, spanProcessors }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, logStream, hooks, spanProcessors }: AppOptions): Promise<FastifyInstance> {
   const logger = pino({
     level: config.LOG_LEVEL,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' }
@@ -77,7 +85,7 @@ export async function buildApp ({ config, logStream, spanProcessors }: AppOption
   await app.register(tracing, { version: packageVersion(), spanProcessors })
   await app.register(metrics)
   await app.register(loadShedding)
-  if (config.KAFKA_CONSUME) await app.register(kafkaConsumer)
+  if (config.KAFKA_CONSUME) await app.register(kafkaConsumer, { afterInboxCommit: hooks?.afterInboxCommit })
   await app.register(pipeline)
   await app.register(retention)
   await app.register(auth)

@@ -11,7 +11,7 @@ t.test('a backlog larger than the window is read in pages; memory holds at most 
   }
   stack.rhsm.delayMs = 10
   let peak = 0
-  const sampler = setInterval(() => { peak = Math.max(peak, stack.app.dispatcher!.stats().queuedEvents) }, 2)
+  const sampler = setInterval(() => { peak = Math.max(peak, stack.app.scheduler!.stats().queuedEvents) }, 2)
   t.teardown(() => clearInterval(sampler))
   const res = await fetch(`${stack.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
   t.equal(res.status, 202)
@@ -22,7 +22,7 @@ t.test('a backlog larger than the window is read in pages; memory holds at most 
   clearInterval(sampler)
   t.ok(peak > 0 && peak <= 10, `peak of ${peak} events in memory for a backlog of ${SOURCES}`)
   t.equal(stack.rhsm.mappings.size, SOURCES)
-  await eventually(() => stack.app.dispatcher!.stats().queues === 0 ? true : undefined, 5000, 'idle queues to be released')
+  await eventually(() => stack.app.scheduler!.stats().queues === 0 ? true : undefined, 5000, 'idle queues to be released')
 })
 
 t.test('an event waiting for its retry holds no concurrency slot and blocks only its own source', async t => {

@@ -10,7 +10,7 @@ import { startFakeSts } from './helpers/fake-sts.js'
 import { normaliseKafkaRecord, normalisePush } from '../src/ingress/normalise.js'
 import { readFixture } from './helpers/fixtures.js'
 import { collectTopic, kafkaClientDefaults, kafkaProducerDefaults, kafkaTestLogLevel, startMockKafka } from './helpers/kafka.js'
-import { alive, ready, startServer, upstreamEnv, type ServerProcess } from './helpers/process.js'
+import { alive, ready, startServer, upstreamEnv, withHooks, type ServerProcess } from './helpers/process.js'
 import { recordSecrets } from './helpers/secrets.js'
 import { eventually, freePort, getJson, identities, inboxStates, ORG, PSK, startStack, type Stack } from './helpers/stack.js'
 
@@ -251,7 +251,7 @@ t.test('a broker that cannot be reached does not stop the service; consuming sta
 
 // "No record lost when the process is killed between the inbox commit and the offset commit":
 // the real server process, records produced while it consumes, SIGKILLed at the exact window
-// (a test-only fault hook, CLOUDOREG_TEST_KILL_AFTER_INBOX_COMMIT) and at random moments.
+// (by a fault hook that test/helpers/server-with-hooks.ts injects through buildApp's options) and at random moments.
 const SOURCES = Number(process.env.KAFKA_CRASH_SOURCES ?? 100)
 const PER_SOURCE = 3
 const TOTAL = SOURCES * PER_SOURCE
@@ -280,8 +280,8 @@ t.test(`${TOTAL} records, the consumer SIGKILLed between inbox and offset commit
     LOG_LEVEL: 'info'
   }
   const runs: ServerProcess[] = []
-  const start = (extra: Record<string, string> = {}): ServerProcess => {
-    const server = startServer({ ...env, ...extra })
+  const start = (entry?: string[]): ServerProcess => {
+    const server = startServer(env, entry)
     runs.push(server)
     return server
   }
@@ -346,7 +346,7 @@ t.test(`${TOTAL} records, the consumer SIGKILLed between inbox and offset commit
   const marks: string[] = []
   const mark = (what: string): void => { marks.push(`${what} ${((Date.now() - began) / 1000).toFixed(1)} s`) }
   // Run 1: killed by the fault hook in the window, at its third batch with new records.
-  let server = start({ CLOUDOREG_TEST_KILL_AFTER_INBOX_COMMIT: '3' })
+  let server = start(withHooks('--kill-after-inbox-commit', '3'))
   await killedByHook(server)
 
   mark('run 1 killed')

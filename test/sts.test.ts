@@ -1,6 +1,6 @@
-import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
 import t from 'tap'
-import { createRoleVerifier, roleSessionName, signatureV4, type RoleVerifier } from '../src/aws/sts.js'
+import { callerIdentityTarget, createRoleVerifier, roleSessionName, type RoleVerifier } from '../src/aws/sts.js'
 import { UpstreamError } from '../src/upstream/errors.js'
 import { FakeSts } from './helpers/fake-sts.js'
 import type { FakeReply, FaultKind, RecordedRequest } from './helpers/fake-http.js'
@@ -8,38 +8,46 @@ import type { FakeReply, FaultKind, RecordedRequest } from './helpers/fake-http.
 const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
 const KEY = { accessKeyId: 'ASIAEXAMPLEKEY000001', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'FwoGZXIvYXdzEXAMPLE//token+with/chars=' }
 
-/** The request the SDK would send, signed by the SDK, captured instead of sent. */
-async function sdkSigned (endpoint: string | undefined, region: string, command: AssumeRoleCommand | GetCallerIdentityCommand): Promise<{ method: string, path: string, headers: Record<string, string>, body: string }> {
-  let captured: { method: string, path: string, headers: Record<string, string>, body: string } | undefined
+interface SdkRequest { method: string, protocol: string, hostname: string, port?: number, path: string, query: Record<string, string>, headers: Record<string, string>, body: string }
+
+/** The GetCallerIdentity request the SDK would send from `client`, signed by the SDK, captured instead of sent. */
+async function sdkSigned (region: string, endpoint: string | undefined): Promise<SdkRequest> {
+  let captured: SdkRequest | undefined
   const client = new STSClient({
     region,
     endpoint,
     credentials: KEY,
     maxAttempts: 1,
     requestHandler: {
-      handle: async (request: { method: string, path: string, headers: Record<string, string>, body: string }) => {
-        captured = { method: request.method, path: request.path, headers: { ...request.headers }, body: String(request.body) }
+      handle: async (request: SdkRequest) => {
+        captured = { ...request, headers: { ...request.headers }, body: String(request.body) }
         throw new Error('captured, not sent')
       }
     }
   })
-  await client.send(command as GetCallerIdentityCommand).catch(() => {})
+  await client.send(new GetCallerIdentityCommand({})).catch(() => {})
   if (captured === undefined) throw new Error('the SDK sent nothing')
   return captured
 }
 
-t.test('signatureV4 signs exactly as the SDK does', async t => {
-  const cases: Array<[string | undefined, string, AssumeRoleCommand | GetCallerIdentityCommand]> = [
-    [undefined, 'eu-west-1', new GetCallerIdentityCommand({})],
-    ['http://127.0.0.1:4566/prefix path/', 'us-east-1', new GetCallerIdentityCommand({})],
-    [undefined, 'cn-north-1', new AssumeRoleCommand({ RoleArn: ROLE, RoleSessionName: 'cloudoreg-123456789012', ExternalId: 'x y+z', Policy: '{"a": "b c"}' })]
+t.test('GetCallerIdentity goes where the SDK would send it, signed as the SDK signs', async t => {
+  const cases: Array<[string, string | undefined]> = [
+    ['eu-west-1', undefined],
+    // A custom endpoint with a path that needs escaping (signed escaped once more).
+    ['us-east-1', 'http://127.0.0.1:4566/prefix path/'],
+    ['cn-north-1', undefined],
+    // The global endpoint signs for another region than the client's.
+    ['aws-global', undefined]
   ]
-  for (const [endpoint, region, command] of cases) {
-    const sent = await sdkSigned(endpoint, region, command)
-    const [, scopeRegion, service, names] = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+),/.exec(sent.headers.authorization)!
-    const signed = Object.fromEntries(names.split(';').map(n => [n, Object.entries(sent.headers).find(([k]) => k.toLowerCase() === n)![1]]))
-    t.equal(signatureV4({ method: sent.method, path: sent.path, headers: signed, body: sent.body, region: scopeRegion, service, key: KEY }), sent.headers.authorization,
-      `${command.constructor.name} at ${endpoint ?? region}`)
+  for (const [region, endpoint] of cases) {
+    const sent = await sdkSigned(region, endpoint)
+    const target = await callerIdentityTarget(new STSClient({ region, endpoint, credentials: KEY }))
+    t.equal(target.url.href, `${sent.protocol}//${sent.hostname}${sent.port === undefined ? '' : `:${sent.port}`}${sent.path}`, `the SDK's URL at ${endpoint ?? region}`)
+    // The SDK's request signed again by our signer, at the SDK's time: the same signature.
+    const { authorization, ...unsigned } = sent.headers
+    const at = sent.headers['x-amz-date'].replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')
+    const signed = await target.signer(KEY).sign({ ...sent, headers: unsigned }, { signingDate: new Date(at) })
+    t.equal(signed.headers.authorization, authorization, `the SDK's signature at ${endpoint ?? region}`)
   }
 })
 
@@ -70,17 +78,16 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   const before = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
   process.env.AWS_ACCESS_KEY_ID = 'AKIDSTSTEST'
   process.env.AWS_SECRET_ACCESS_KEY = 'sts-test-secret'
-  let verifier: RoleVerifier | undefined
+  const verifier = createRoleVerifier({ region: 'eu-central-1', endpoint: sts.url, timeoutMs: 500, attempts: 1, maxSockets: 4 })
   t.teardown(async () => {
-    verifier?.close()
+    verifier.close()
     await sts.close()
     process.env.AWS_ACCESS_KEY_ID = before.id
     process.env.AWS_SECRET_ACCESS_KEY = before.secret
     if (before.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
     if (before.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
   })
-  verifier = createRoleVerifier({ region: 'eu-central-1', endpoint: sts.url, timeoutMs: 500, attempts: 1, maxSockets: 4 })
-  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier!.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext', sessionName: 'cloudoreg-123456789012' })
+  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext', sessionName: 'cloudoreg-123456789012' })
 
   t.same(await verify(), { ok: true, assumedRoleArn: 'arn:aws:sts::123456789012:assumed-role/redhat-cloud-meter/cloudoreg-123456789012' })
   const [assume, whoami] = sts.requests
@@ -90,7 +97,7 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   const issued = sts.issued.get(sts.calls[1].accessKeyId!)
   t.ok(issued, 'signed with the credentials AssumeRole issued')
   t.equal(whoami.headers['x-amz-security-token'], issued!.sessionToken)
-  t.match(whoami.headers.authorization, /^AWS4-HMAC-SHA256 Credential=ASIA\w+\/\d{8}\/eu-central-1\/sts\/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=[0-9a-f]{64}$/)
+  t.match(whoami.headers.authorization, /^AWS4-HMAC-SHA256 Credential=ASIA\w+\/\d{8}\/eu-central-1\/sts\/aws4_request, SignedHeaders=content-length;content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature=[0-9a-f]{64}$/)
   t.match(assume.headers.authorization, /Credential=AKIDSTSTEST\/\d{8}\/eu-central-1\/sts\/aws4_request/)
 
   sts.notAssumed.add(ROLE)

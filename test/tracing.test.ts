@@ -36,7 +36,7 @@ t.test('one trace follows an event across a SIGKILLed replica: both attempts, ev
     STATUS_SINK: 'kafka',
     OTEL_SERVICE_NAME: 'cloudoreg-test',
     CLOUDOREG_TEST_SPANS: spansFile
-  }, 'test/helpers/traced-server.ts')
+  }, ['test/helpers/traced-server.ts'])
   const status = await collectTopic(kafka.brokers, STATUS_TOPIC)
   t.teardown(() => status.stop())
   sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE, externalId: 'ext-secret-4242' })

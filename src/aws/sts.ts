@@ -1,11 +1,12 @@
-import { createHash, createHmac } from 'node:crypto'
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
-import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts'
+import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
+import { getEndpointFromInstructions } from '@smithy/core/endpoints'
+import { SignatureV4 } from '@smithy/signature-v4'
 import { SpanKind, type Span } from '@opentelemetry/api'
-import { inSpan } from '../tracing/spans.js'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
+import { inSpan } from '../tracing/spans.js'
 
 export interface StsOptions {
   region: string
@@ -71,47 +72,30 @@ export interface SigningKey {
   sessionToken?: string
 }
 
-/** RFC 3986 encoding, as SigV4 wants it. */
-const escapeUri = (s: string): string => encodeURIComponent(s).replace(/[!'()*]/g, c => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-const sha256 = (data: string): string => createHash('sha256').update(data).digest('hex')
-const hmac = (key: string | Buffer, data: string): Buffer => createHmac('sha256', key).update(data).digest()
+/** Where the SDK would send GetCallerIdentity from a client, and how it would sign it. */
+export interface CallerIdentityTarget {
+  url: URL
+  /** The SDK's SigV4 signer, set up as the SDK sets up its own (scope, hash, path escaping), for `key`. */
+  signer: (key: SigningKey) => SignatureV4
+}
 
 /**
- * The Authorization header of AWS Signature Version 4 for a request with no query string, signing
- * every header given (lower-case names, `host` and `x-amz-date` among them) and the body.
+ * Resolved from the client's config by the SDK's own code: its endpoint rules (region, partition,
+ * FIPS and dual-stack settings, a custom endpoint) and the signing scope the endpoint names, else the
+ * client's region and signing name (the global endpoint signs for us-east-1, for one).
  */
-export function signatureV4 (r: { method: string, path: string, headers: Record<string, string>, body: string, region: string, service: string, key: SigningKey }): string {
-  const amzDate = r.headers['x-amz-date']
-  const day = amzDate.slice(0, 8)
-  const scope = `${day}/${r.region}/${r.service}/aws4_request`
-  const names = Object.keys(r.headers).sort()
-  const canonical = [
-    r.method,
-    // The path as sent, URI-encoded once more (as for every service but S3), slashes kept.
-    escapeUri(r.path).replace(/%2F/g, '/'),
-    '',
-    names.map(n => `${n}:${r.headers[n].trim().replace(/\s+/g, ' ')}\n`).join(''),
-    names.join(';'),
-    sha256(r.body)
-  ].join('\n')
-  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${sha256(canonical)}`
-  const signingKey = hmac(hmac(hmac(hmac(`AWS4${r.key.secretAccessKey}`, day), r.region), r.service), 'aws4_request')
-  const signature = createHmac('sha256', signingKey).update(stringToSign).digest('hex')
-  return `AWS4-HMAC-SHA256 Credential=${r.key.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`
-}
-
-/** Where the SDK sends STS requests and the scope it signs them for. */
-interface StsTarget {
-  url: URL
-  region: string
-  service: string
-}
-
-/** The target of a request the SDK signed (the SDK's HttpRequest, as it is sent). */
-function targetOf (request: unknown): StsTarget {
-  const r = request as { protocol: string, hostname: string, port?: number, path: string, headers: Record<string, string> }
-  const [, region, service] = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/.exec(r.headers.authorization)!
-  return { url: new URL(`${r.protocol}//${r.hostname}${r.port === undefined ? '' : `:${r.port}`}${r.path}`), region, service }
+export async function callerIdentityTarget (client: STSClient): Promise<CallerIdentityTarget> {
+  const { config } = client
+  // A copy, as the SDK's endpoint middleware passes: the resolution may write an endpoint into it.
+  const endpoint = await getEndpointFromInstructions({}, GetCallerIdentityCommand, { ...config })
+  const scheme = endpoint.properties?.authSchemes?.[0] as { signingRegion?: string, signingName?: string } | undefined
+  const region = scheme?.signingRegion ?? await config.region()
+  // Set by every generated client ('sts' here); optional only in the shared config type.
+  const service = scheme?.signingName ?? config.defaultSigningName!
+  return {
+    url: endpoint.url,
+    signer: key => new SignatureV4({ credentials: key, region, service, sha256: config.sha256, uriEscapePath: config.signingEscapePath })
+  }
 }
 
 const CALLER_IDENTITY = 'Action=GetCallerIdentity&Version=2011-06-15'
@@ -129,13 +113,7 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   const transport = { 'http:': { request: httpRequest, agent: httpAgent }, 'https:': { request: httpsRequest, agent: httpsAgent } }
   // The service's own credentials come from the SDK's default chain.
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
-  // GetCallerIdentity goes where the SDK sends AssumeRole (its region, partition and endpoint
-  // settings), signed for the same scope: the deserialize step sees the request as sent.
-  let target: StsTarget | undefined
-  client.middlewareStack.add(next => async args => {
-    target ??= targetOf(args.request)
-    return next(args)
-  }, { step: 'deserialize', name: 'cloudoregStsTarget' })
+  let target: Promise<CallerIdentityTarget> | undefined
 
   /**
    * One STS call, timed and in a client span named as the AWS SDK's instrumentation names them
@@ -165,26 +143,27 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
    * one fixed Query request, signed here and sent on the same agents. Failures reject with the
    * SDK's shape (`name` = the AWS error code, `$metadata.httpStatusCode`).
    */
-  function callerIdentity (key: Required<SigningKey>): Promise<string> {
-    // AssumeRole answered, so its request went through the middleware: the target is known.
-    const { url, region, service } = target!
-    const headers: Record<string, string> = {
-      'content-type': 'application/x-www-form-urlencoded',
-      host: url.host,
+  async function callerIdentity (key: Required<SigningKey>): Promise<string> {
+    target ??= callerIdentityTarget(client)
+    const { url, signer } = await target
+    const { headers } = await signer(key).sign({
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port === '' ? undefined : Number(url.port),
+      path: url.pathname,
+      query: {},
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(CALLER_IDENTITY.length), host: url.host },
+      body: CALLER_IDENTITY
+    }, {
       // Corrected by the clock skew the SDK learnt from AWS's answers, as the SDK signs.
-      'x-amz-date': new Date(Date.now() + client.config.systemClockOffset).toISOString().replace(/[-:]|\.\d{3}/g, ''),
-      'x-amz-security-token': key.sessionToken
-    }
-    const authorization = signatureV4({ method: 'POST', path: url.pathname, headers, body: CALLER_IDENTITY, region, service, key })
+      signingDate: new Date(Date.now() + client.config.systemClockOffset)
+    })
     const { request, agent } = transport[url.protocol as keyof typeof transport]
     return new Promise((resolve, reject) => {
       // Network failures carry their code (ECONNRESET, TimeoutError...) as the name, as the SDK's do.
       const failed = (err: Error & { code?: string }): void => reject(Object.assign(err, { name: err.code ?? err.name }))
-      const req = request(url, {
-        method: 'POST',
-        agent,
-        headers: { ...headers, authorization, 'content-length': String(CALLER_IDENTITY.length) }
-      }, (res: IncomingMessage) => {
+      const req = request(url, { method: 'POST', agent, headers }, (res: IncomingMessage) => {
         let xml = ''
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => { xml += chunk })

@@ -1,4 +1,5 @@
 import type { Batch, Consumer, ConsumerConfig, EachBatchPayload } from 'kafkajs'
+import { backoffDelay, type Backoff } from '../backoff.js'
 import { KAFKA_RETRY, kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
 import type { IncomingEvent } from '../events/event.js'
@@ -35,8 +36,8 @@ export interface KafkaEventConsumerOptions {
   onBatch?: (report: BatchReport) => void
   /** Assigned partitions changed (0 while not in the group). */
   onAssignment?: (partitions: number) => void
-  /** Test seam: runs after the inbox commit and before the offset commit of each batch. */
-  beforeOffsetCommit?: (report: BatchReport) => void | Promise<void>
+  /** Runs after the inbox commit and before the offset commit of each batch (a hook from buildApp's options). */
+  afterInboxCommit?: (report: BatchReport) => void | Promise<void>
   /** Consumer tuning over the defaults below. */
   consumer?: Partial<Omit<ConsumerConfig, 'groupId'>>
 }
@@ -48,8 +49,8 @@ export interface KafkaEventConsumer {
   stop: () => Promise<void>
 }
 
-const RESTART_MIN_MS = 1000
-const RESTART_MAX_MS = 30_000
+/** Between new consumers, while a broker or the topic is not there (yet). */
+const RESTART_BACKOFF: Backoff = { firstMs: 1000, maxMs: 30_000, jitter: 0.5 }
 
 /** kafkajs retries errors marked retriable, and restarts the consumer after them. */
 class StoreFailed extends Error {
@@ -73,7 +74,8 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
   let consumer: Consumer | undefined
   let started = false
   let restartTimer: NodeJS.Timeout | undefined
-  let restartDelay = RESTART_MIN_MS
+  /** Restarts since the consumer last joined its group. */
+  let restarts = 0
 
   async function eachBatch ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return
@@ -109,7 +111,7 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     }
 
     const report = batchReport(batch, events, ids, skipped)
-    await o.beforeOffsetCommit?.(report)
+    await o.afterInboxCommit?.(report)
     // Every record of the batch is now stored, a duplicate, or skipped: commit past all of them.
     resolveOffset(report.lastOffset)
     await commitOffsetsIfNecessary({
@@ -119,15 +121,16 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     await heartbeat()
   }
 
-  function scheduleRestart (): void {
+  /** Returns the wait before the new consumer, unless one is already due. */
+  function scheduleRestart (): number | undefined {
     if (stopping || restartTimer !== undefined) return
-    const delay = restartDelay
-    restartDelay = Math.min(restartDelay * 2, RESTART_MAX_MS)
+    const delay = backoffDelay(RESTART_BACKOFF, ++restarts)
     restartTimer = setTimeout(() => {
       restartTimer = undefined
       void run()
     }, delay)
     restartTimer.unref()
+    return delay
   }
 
   async function run (): Promise<void> {
@@ -157,7 +160,7 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     consumer = c
     c.on(c.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[o.topic] ?? []
-      restartDelay = RESTART_MIN_MS
+      restarts = 0
       o.onAssignment?.(partitions.length)
       o.log.info({ topic: o.topic, groupId: o.groupId, partitions }, 'Kafka consumer joined its group')
     })
@@ -182,9 +185,9 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
       if (consumer === c) consumer = undefined
       await c.disconnect().catch(() => {})
       if (stopping) return
-      o.log.warn({ error: (err as Error).message, brokers: o.connection.brokers, topic: o.topic },
-        `Kafka consumer could not start; retrying in ${restartDelay} ms`)
-      scheduleRestart()
+      const retryInMs = scheduleRestart()
+      o.log.warn({ error: (err as Error).message, brokers: o.connection.brokers, topic: o.topic, retryInMs },
+        'Kafka consumer could not start; retrying')
     }
   }
 

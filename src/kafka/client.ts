@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
-import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs'
+import { Kafka, logLevel, type KafkaConfig, type RetryOptions, type SASLOptions } from 'kafkajs'
+import type { Backoff } from '../backoff.js'
 import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
 
@@ -20,8 +21,19 @@ export function kafkaConnection (c: KafkaSettings): KafkaConnection {
 
 export type KafkaConnection = Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl'>
 
-/** kafkajs's retry policy, for the client and the consumer's own retry settings alike. */
-export const KAFKA_RETRY = { initialRetryTime: 300, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 5 } as const
+/**
+ * A backoff in kafkajs's terms. kafkajs draws its waits itself (it takes no function): the first
+ * is `initialRetryTime` ± `factor`, each next one twice the last drawn ± `factor`, up to
+ * `maxRetryTime`. The first wait's range is `backoffDelay`'s exactly; later ones drift around
+ * its doubling ceiling, as kafkajs compounds its draws.
+ */
+export function kafkajsRetry (b: Backoff, retries: number): Required<Omit<RetryOptions, 'restartOnFailure'>> {
+  const factor = b.jitter / (2 - b.jitter)
+  return { initialRetryTime: Math.round(b.firstMs / (1 + factor)), maxRetryTime: b.maxMs, multiplier: 2, factor, retries }
+}
+
+/** kafkajs's retry policy (240 to 360 ms first), for the client and the consumer's own retry settings alike. */
+export const KAFKA_RETRY = kafkajsRetry({ firstMs: 360, maxMs: 30_000, jitter: 1 / 3 }, 5)
 
 /** A kafkajs client with cloudoreg's timeouts and retries, logging through pino. */
 export function kafkaClient (connection: KafkaConnection, log: Logger, level: 'warn' | 'error'): Kafka {

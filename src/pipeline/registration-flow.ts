@@ -6,7 +6,7 @@ import type { Outcome } from '../store/outcomes.js'
 import type { Registration, Registrations, RegistrationWrite } from '../store/registrations.js'
 import { UpstreamError } from '../upstream/errors.js'
 import { knowSource } from '../tracing/correlation.js'
-import type { EventContext } from './dispatcher.js'
+import type { EventContext } from './runner.js'
 
 export const ROLE_ARN = /^arn:aws(-us-gov|-cn)?:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/
 

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
 import type { Outbox, StatusMessage } from '../store/outbox.js'
 import { traceHeaders } from '../tracing/context.js'
@@ -25,6 +26,9 @@ export interface StatusRelay {
   /** Sends what is unsent for up to `graceMs`, then stops. */
   stop: (graceMs: number) => Promise<void>
 }
+
+/** The sink (the broker, sources-api) or the database is down: wait longer and longer, up to 30 s. */
+const SEND_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
 /** Publishes status outbox rows; a row is marked sent only after the sink accepted it. */
 export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
@@ -64,7 +68,7 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
         woken = true
       } catch (err) {
         failures++
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7))
+        const delay = backoffDelay(SEND_BACKOFF, failures)
         if (failures === 1 || failures % 10 === 0) o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
         if (draining) return
         await sleep(delay)

@@ -1,4 +1,4 @@
-import type { EventContext } from '../pipeline/dispatcher.js'
+import type { EventContext } from '../pipeline/runner.js'
 import { numericId, SOURCE_KEY_PREFIX } from '../events/keys.js'
 import type { InboxEvent } from '../store/inbox.js'
 import { traceIdOf } from './context.js'

@@ -1,5 +1,5 @@
 import { SpanKind, type Span } from '@opentelemetry/api'
-import type { EventContext, EventHandler } from '../pipeline/dispatcher.js'
+import type { EventContext, EventHandler } from '../pipeline/runner.js'
 import type { EventEnd, Outcome } from '../store/outcomes.js'
 import { UpstreamError } from '../upstream/errors.js'
 import { contextOf, inSpan, traceContextOfSpan } from './spans.js'

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request, type Dispatcher } from 'undici'
+import { backoffDelay, type Backoff } from '../backoff.js'
 import { UpstreamError, type UpstreamTarget } from './errors.js'
 
 export interface CallOptions {
@@ -78,6 +79,9 @@ async function once (o: CallOptions): Promise<CallResult> {
   return { status: res.statusCode, body }
 }
 
+/** Quick: 100 to 150 ms, then 200 to 300 ms; longer waits are the event retry's, which frees the slot. */
+const CALL_BACKOFF: Backoff = { firstMs: 150, maxMs: 1000, jitter: 1 / 3 }
+
 /**
  * One upstream call with a few quick attempts for transient failures; the
  * event-level retry with backoff takes over when these run out.
@@ -93,7 +97,7 @@ export async function call (o: CallOptions): Promise<CallResult> {
       const e = err as UpstreamError
       o.observe?.(o.target, e.kind, Number(process.hrtime.bigint() - started) / 1e9)
       if (e.kind !== 'transient' || attempt >= o.attempts) throw err
-      await sleep(50 * 2 ** attempt + Math.random() * 50)
+      await sleep(backoffDelay(CALL_BACKOFF, attempt))
     }
   }
 }

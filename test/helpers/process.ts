@@ -6,9 +6,12 @@ import { eventually, ORG, PSK } from './stack.js'
 /** The server as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
 export interface ServerProcess { child: ChildProcess, output: () => string, exited: Promise<number | null> }
 
-/** `entry`: src/server.ts, or a test-only entry under test/helpers/ that builds the app with injected options. */
-export function startServer (env: Record<string, string>, entry = 'src/server.ts'): ServerProcess {
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', entry], {
+/** The test-only entry that runs the service with fault hooks, and its arguments (see the file). */
+export const withHooks = (...args: string[]): string[] => ['test/helpers/server-with-hooks.ts', ...args]
+
+/** `entry`: the script and its arguments; `withHooks(...)` for a server with fault hooks. */
+export function startServer (env: Record<string, string>, entry: string[] = ['src/server.ts']): ServerProcess {
+  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', ...entry], {
     env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -1,12 +1,10 @@
-// Test-only entry: src/server.ts with an in-memory span exporter injected through buildApp's
-// options. Every span is written to CLOUDOREG_TEST_SPANS as one JSON line when it starts and again
+// Test-only entry: the service as src/server.ts runs it (serve), with an in-memory span exporter
+// injected through buildApp's options. Every span is written to CLOUDOREG_TEST_SPANS as one JSON line when it starts and again
 // when it ends, synchronously: a test that SIGKILLs this process still sees what it had started.
 import { appendFileSync } from 'node:fs'
 import type { Context } from '@opentelemetry/api'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
-import closeWithGrace from 'close-with-grace'
-import { buildApp } from '../../src/app.js'
-import { loadConfig } from '../../src/config.js'
+import { serve } from '../../src/serve.js'
 
 export interface SpanRecord {
   phase: 'start' | 'end'
@@ -53,7 +51,4 @@ const toFile: SpanProcessor = {
   shutdown: async () => simple.shutdown()
 }
 
-const config = loadConfig()
-const app = await buildApp({ config, spanProcessors: [toFile] })
-closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + 30_000 }, async () => { await app.close() })
-await app.listen({ port: config.PORT, host: config.HOST })
+await serve({ spanProcessors: [toFile] })

@@ -1,6 +1,6 @@
 import { CHECK_EVENT } from '../../events/event.js'
 import type { Outcome } from '../../store/outcomes.js'
-import type { EventContext, EventHandler } from '../dispatcher.js'
+import type { EventContext, EventHandler } from '../runner.js'
 import { asWrite, gaveUp, idOf, isNotFound, removeMapping, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export type HandlerDeps = FlowDeps

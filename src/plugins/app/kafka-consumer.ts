@@ -1,22 +1,14 @@
-import { writeSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge } from 'prom-client'
-import { createKafkaEventConsumer, type BatchReport } from '../../ingress/kafka-consumer.js'
+import { createKafkaEventConsumer, type BatchReport, type KafkaEventConsumerOptions } from '../../ingress/kafka-consumer.js'
 import { kafkaConnection } from '../../kafka/client.js'
 
 /**
- * Test-only fault: with a positive number N, the process SIGKILLs itself after the inbox commit
- * of the N-th batch that stored a new record, before that batch's offset commit: the window a
- * crash test must hit. Unset (always, outside that test), it does nothing.
- */
-const KILL_HOOK = 'CLOUDOREG_TEST_KILL_AFTER_INBOX_COMMIT'
-
-/**
  * Direct Kafka mode (KAFKA_CONSUME=true): consumes SOURCES_EVENT_TOPIC as group KAFKA_GROUP_ID
- * into the same inbox as pushed events; the dispatcher is woken by the inbox append as for a push.
+ * into the same inbox as pushed events; the scheduler is woken by the inbox append as for a push.
  */
-async function kafkaConsumer (app: FastifyInstance): Promise<void> {
+async function kafkaConsumer (app: FastifyInstance, { afterInboxCommit }: Pick<KafkaEventConsumerOptions, 'afterInboxCommit'>): Promise<void> {
   const { config } = app
   const registry = app.metrics.registry
   const records = new Counter({
@@ -38,9 +30,6 @@ async function kafkaConsumer (app: FastifyInstance): Promise<void> {
     registers: [registry]
   })
 
-  let killAfter = Number(process.env[KILL_HOOK] ?? 0)
-  if (killAfter > 0) app.log.warn({ [KILL_HOOK]: killAfter }, 'test fault armed: this process will SIGKILL itself between an inbox commit and its offset commit')
-
   const consumer = createKafkaEventConsumer({
     connection: kafkaConnection(config),
     topic: config.SOURCES_EVENT_TOPIC,
@@ -58,21 +47,7 @@ async function kafkaConsumer (app: FastifyInstance): Promise<void> {
         partition: r.partition, offsets: `${r.firstOffset}-${r.lastOffset}`, stored: r.storedTypes.length, duplicates: r.duplicates, skipped: r.skipped
       }, 'Kafka records stored')
     },
-    beforeOffsetCommit: killAfter > 0
-      ? r => {
-        if (r.storedTypes.length === 0 || --killAfter > 0) return
-        // Written synchronously: pino's asynchronous stdout would lose the line with the process.
-        writeSync(2, JSON.stringify({
-          level: 40,
-          time: Date.now(),
-          partition: r.partition,
-          offsets: `${r.firstOffset}-${r.lastOffset}`,
-          stored: r.storedTypes.length,
-          msg: 'test fault: killing the process after the inbox commit, before the offset commit'
-        }) + '\n')
-        process.kill(process.pid, 'SIGKILL')
-      }
-      : undefined
+    afterInboxCommit
   })
 
   // Starting before the pipeline is harmless: an append wakes nothing until the pipeline starts, and

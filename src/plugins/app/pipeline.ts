@@ -7,8 +7,8 @@ import fp from 'fastify-plugin'
 import { Agent } from 'undici'
 import { createRoleVerifier } from '../../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../../config.js'
-import { createDispatcher, type Dispatcher } from '../../pipeline/dispatcher.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
+import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
 import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
 import { createSourcesClient } from '../../sources/client.js'
 import { kafkaConnection } from '../../kafka/client.js'
@@ -19,17 +19,17 @@ import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    dispatcher: Dispatcher | null
+    scheduler: Scheduler | null
   }
 }
 
-/** Wires upstream clients, handlers, the per-source dispatcher and the status relay. */
+/** Wires upstream clients, handlers, the per-source scheduler and the status relay. */
 async function pipeline (app: FastifyInstance): Promise<void> {
   const { config } = app
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
-    app.decorate('dispatcher', null)
+    app.decorate('scheduler', null)
     return
   }
   const observe = app.metrics.upstreamCall
@@ -64,7 +64,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     handlers = new Map([...handlers].map(([type, handler]) => [type, tracedHandler(type, handler, leases.owner)]))
     record = tracedRecordOutcome(record)
   }
-  const dispatcher = createDispatcher({
+  const scheduler = createScheduler({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
     leases,
@@ -74,13 +74,17 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
-    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS },
+    retry: {
+      maxAttempts: config.RETRY_MAX_ATTEMPTS,
+      // Random over the upper half, so that the retries of many sources spread out.
+      backoff: { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
+    },
     log: app.log,
     metrics: app.metrics
   })
-  app.decorate('dispatcher', dispatcher)
-  // The dispatcher's own work (reading the inbox, leases) belongs to no push's trace.
-  app.store.inbox.onAppend(() => { context.with(ROOT_CONTEXT, dispatcher.wake) })
+  app.decorate('scheduler', scheduler)
+  // The scheduler's own work (reading the inbox, leases) belongs to no push's trace.
+  app.store.inbox.onAppend(() => { context.with(ROOT_CONTEXT, scheduler.wake) })
 
   app.addHook('onReady', async () => {
     // The embedded store is this process's alone: leases in it were left by a previous run that
@@ -89,7 +93,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
-    dispatcher.start()
+    scheduler.start()
     relay.start()
     const shadow = [
       ...(config.RHSM_MODE === 'dry-run' ? ['changing nothing in RHSM'] : []),
@@ -103,10 +107,10 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   app.addHook('preClose', async () => {
     // One grace period for both: running attempts first, then what they reported.
     const deadline = Date.now() + config.SHUTDOWN_GRACE_MS
-    await dispatcher.stop(config.SHUTDOWN_GRACE_MS)
+    await scheduler.stop(config.SHUTDOWN_GRACE_MS)
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
-    await dispatcher.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
+    await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
     sts.close()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })

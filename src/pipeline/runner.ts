@@ -1,0 +1,158 @@
+import { setMaxListeners } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import PQueue from 'p-queue'
+import { backoffDelay, type Backoff } from '../backoff.js'
+import type { Logger } from '../log.js'
+import type { Tenant } from '../identity.js'
+import type { Metrics } from '../metrics.js'
+import type { LeasableEvent } from '../store/leases.js'
+import type { Inbox, InboxEvent } from '../store/inbox.js'
+import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
+import { isRetryable, UpstreamError } from '../upstream/errors.js'
+import { correlationOf } from '../tracing/correlation.js'
+import type { LeaseKeeper } from './lease-keeper.js'
+
+export interface EventContext {
+  event: InboxEvent
+  tenant: Tenant
+  /** 1 for the first attempt. */
+  attempt: number
+  /** Carries the event's correlation (event, source and trace ids); a handler that learns the source id adds it. */
+  log: Logger
+  /** Survives from one attempt to the next of this event (not across restarts). */
+  memo: Record<string, unknown>
+  /** The source the event concerns, once known (from the event, else from what the handler read). */
+  sourceId?: string
+}
+
+export interface EventHandler {
+  handle: (ctx: EventContext) => Promise<Outcome>
+  /** What to record when the event's attempts run out. */
+  exhausted: (ctx: EventContext, lastError: string) => Promise<Outcome>
+}
+
+export interface RetryPolicy {
+  maxAttempts: number
+  /** Between the attempts of one event. */
+  backoff: Backoff
+}
+
+export interface RunnerOptions {
+  inbox: Pick<Inbox, 'scheduleRetry'>
+  keeper: Pick<LeaseKeeper, 'owner' | 'isLost'>
+  /** Must reject with LeaseLostError, writing nothing, when the event's lease is no longer this replica's. */
+  recordOutcome: (end: EventEnd, outcome: Outcome) => Promise<void>
+  /** Called after an outcome committed, e.g. to wake the status relay. */
+  onOutcome: () => void
+  /** Attempts running at once, across sources. */
+  concurrency: number
+  retry: RetryPolicy
+  /** Aborted at shutdown: no new attempt starts, waiting retries stay stored. */
+  stopping: AbortSignal
+  log: Logger
+  metrics: Metrics
+}
+
+export interface Runner {
+  /** Runs one event's attempts until it ends, its lease is lost, or shutdown. */
+  run: (event: LeasableEvent, handler: EventHandler) => Promise<void>
+  /** Resolves when no attempt is running. */
+  onIdle: () => Promise<void>
+  running: () => number
+}
+
+/** A database hiccup while recording an outcome: retried until it passes. */
+const RECORD_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
+
+/** Runs events' attempts in a global pool of slots; an event waiting for its retry holds no slot. */
+export function createRunner (o: RunnerOptions): Runner {
+  const slots = new PQueue({ concurrency: o.concurrency })
+  // Every event waiting for its retry listens for the stop.
+  setMaxListeners(0, o.stopping)
+
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, log: Logger): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, trace: event.trace }
+    // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
+    for (let failures = 1; ; failures++) {
+      try {
+        await o.recordOutcome(write, outcome)
+        break
+      } catch (err) {
+        if (err instanceof LeaseLostError) {
+          log.warn('lease lost before the outcome was recorded; the new holder runs the event again')
+          return
+        }
+        if (o.stopping.aborted) throw err
+        log.error({ err }, 'recording an outcome failed; retrying')
+        await sleep(backoffDelay(RECORD_BACKOFF, failures))
+      }
+    }
+    o.metrics.eventEnded(event.eventType, state, (Date.now() - startedAt) / 1000)
+    if (outcome.status) o.onOutcome()
+  }
+
+  async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
+    const correlation = correlationOf(event)
+    let log = o.log.child({ eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId, ...correlation })
+    let sourceId = correlation.sourceId
+    const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
+    const startedAt = Date.now()
+    let attempts = event.attempts
+    let wakeAt = event.nextAttemptAt.getTime()
+    const memo: Record<string, unknown> = {}
+    while (!o.stopping.aborted && !o.keeper.isLost(event.leaseKey)) {
+      if (wakeAt > Date.now()) {
+        try {
+          await sleep(wakeAt - Date.now(), undefined, { signal: o.stopping })
+        } catch {
+          return
+        }
+      }
+      attempts++
+      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
+      type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
+      const result = await slots.add(async (): Promise<Attempt | undefined> => {
+        // Queued for a slot when shutdown began: leave the event pending for the next start.
+        if (o.stopping.aborted) return undefined
+        try {
+          return { outcome: await handler.handle(ctx) }
+        } catch (err) {
+          return { err: err as Error }
+        }
+      })
+      if (result === undefined) return
+      // What the attempt learnt (the source id) goes on every later line about the event.
+      log = ctx.log
+      sourceId = ctx.sourceId
+      if (result.outcome !== undefined) {
+        await end(event, attempts, 'done', result.outcome, startedAt, log)
+        return
+      }
+      const err = result.err
+      o.metrics.eventAttemptFailed(event.eventType)
+      const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
+      if (misconfigured) {
+        o.metrics.misconfigured(err.target)
+        log.error({ target: err.target, status: err.status }, 'an upstream refused cloudoreg\'s own credentials; fix the configuration')
+      }
+      const message = err.message.slice(0, 1000)
+      // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
+      if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
+        log.warn({ attempts, error: message }, 'giving up on event')
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, log)
+        return
+      }
+      wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
+      log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
+      // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
+      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message)
+        .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
+    }
+  }
+
+  return {
+    run,
+    onIdle: () => slots.onIdle(),
+    running: () => slots.pending
+  }
+}

@@ -1,0 +1,154 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import PQueue from 'p-queue'
+import type { LeasableEvent, Leases } from '../store/leases.js'
+import type { Inbox, InboxEvent } from '../store/inbox.js'
+import { createLeaseKeeper } from './lease-keeper.js'
+import { createRunner, type EventHandler, type RunnerOptions } from './runner.js'
+
+export interface SchedulerOptions extends Omit<RunnerOptions, 'keeper' | 'stopping'> {
+  inbox: Inbox
+  leases: Leases
+  /** How long a lease lasts unrenewed: a dead replica's sources wait at most this long. */
+  leaseMs: number
+  /** How often to look for work that other replicas stored or left. */
+  pollMs: number
+  handlerFor: (eventType: string) => EventHandler | undefined
+  /** Most events held in memory at once; the rest wait in the inbox. */
+  window: number
+}
+
+export interface Scheduler {
+  start: () => void
+  /** Pull new inbox rows now. */
+  wake: () => void
+  /** Stop pulling; let running attempts end within `graceMs`. Waiting retries stay stored. */
+  stop: (graceMs: number) => Promise<void>
+  /** Gives up every lease, once running attempts have ended; for after `stop`. */
+  releaseLeases: () => Promise<void>
+  stats: () => { queuedEvents: number, queues: number, running: number }
+}
+
+const PAGE = 500
+
+/**
+ * Pulls pending events from the inbox in id order, in pages, into one concurrency-1 queue per
+ * source (its lease key), for the runner to run; keys are leased so that replicas sharing a
+ * database share the work (the lease keeper).
+ */
+export function createScheduler (o: SchedulerOptions): Scheduler {
+  const queues = new Map<string, PQueue>()
+  const stopping = new AbortController()
+  const keeper = createLeaseKeeper({ leases: o.leases, leaseMs: o.leaseMs, active: queues, log: o.log })
+  const runner = createRunner({ ...o, keeper, stopping: stopping.signal })
+  /** Ids of the events held in memory, which the next read skips. */
+  const held = new Set<number>()
+  let pulling = false
+  let pullAgain = false
+  let started = false
+  let poller: NodeJS.Timeout | undefined
+
+  function report (): void {
+    o.metrics.setQueued(held.size, queues.size)
+  }
+
+  function enqueue (event: LeasableEvent, handler: EventHandler): void {
+    const key = event.leaseKey
+    let queue = queues.get(key)
+    if (queue === undefined) {
+      const q = new PQueue({ concurrency: 1 })
+      q.on('idle', () => {
+        if (q.size === 0 && q.pending === 0 && queues.get(key) === q) {
+          queues.delete(key)
+          keeper.forget(key)
+        }
+        report()
+      })
+      queues.set(key, q)
+      queue = q
+    }
+    held.add(event.id)
+    queue.add(async () => {
+      try {
+        await runner.run(event, handler)
+      } finally {
+        held.delete(event.id)
+        if (held.size <= o.window / 2) wake()
+      }
+    }).catch((err: Error) => {
+      // Only when stopping with the database gone: the row stays pending for the next start.
+      o.log.error({ err, eventId: event.id }, 'event task failed')
+    })
+  }
+
+  async function pull (): Promise<void> {
+    while (!stopping.signal.aborted && held.size < o.window) {
+      const found = await keeper.exclusive(async () => {
+        const rows = await o.leases.candidates(Math.min(PAGE, o.window - held.size), [...held])
+        const ignored: InboxEvent[] = []
+        const runnable: Array<{ event: LeasableEvent, handler: EventHandler }> = []
+        for (const event of rows) {
+          const handler = o.handlerFor(event.eventType)
+          if (handler === undefined) ignored.push(event)
+          else if (!keeper.isLost(event.leaseKey)) runnable.push({ event, handler })
+        }
+        if (ignored.length > 0) {
+          await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
+          for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
+        }
+        // Another replica may have taken a free key since the read: its events are that replica's.
+        const taken = await o.leases.take([...new Set(runnable.map(r => r.event.leaseKey))])
+        if (stopping.signal.aborted) return 0
+        let enqueued = 0
+        for (const { event, handler } of runnable) {
+          if (!taken.has(event.leaseKey)) continue
+          enqueue(event, handler)
+          enqueued++
+        }
+        return rows.length === 0 ? 0 : enqueued + ignored.length
+      })
+      if (found === 0) break
+    }
+    report()
+  }
+
+  function wake (): void {
+    if (!started || stopping.signal.aborted) return
+    if (pulling) {
+      pullAgain = true
+      return
+    }
+    pulling = true
+    pull()
+      .catch((err: Error) => {
+        o.log.error({ err }, 'reading the inbox failed; retrying shortly')
+        setTimeout(wake, 1000).unref()
+      })
+      .finally(() => {
+        pulling = false
+        if (pullAgain) {
+          pullAgain = false
+          wake()
+        }
+      })
+  }
+
+  return {
+    start () {
+      started = true
+      keeper.start()
+      poller = setInterval(wake, o.pollMs).unref()
+      wake()
+    },
+    wake,
+    async stop (graceMs) {
+      clearInterval(poller)
+      keeper.stop()
+      stopping.abort()
+      for (const q of queues.values()) q.clear()
+      const idle = Promise.all([runner.onIdle(), ...[...queues.values()].map(q => q.onIdle())])
+      await Promise.race([idle, sleep(graceMs, undefined, { ref: false })])
+    },
+    releaseLeases: () => keeper.releaseAll(),
+    stats: () => ({ queuedEvents: held.size, queues: queues.size, running: runner.running() })
+  }
+}
