@@ -4,7 +4,9 @@
 
 # Build: compile TypeScript with the dev dependencies. Install scripts are skipped: the only
 # packages that have one are the embedded PostgreSQL binaries, which the build does not need.
-FROM registry.access.redhat.com/ubi9/nodejs-22:latest AS build
+# Base images pinned to a release tag (never :latest): a rebuild gets the same base until the tag is
+# bumped on purpose (Renovate/Konflux can add the digest).
+FROM registry.access.redhat.com/ubi9/nodejs-22:9.8-1780375952 AS build
 USER 1001
 WORKDIR /opt/app-root/src
 COPY --chown=1001:0 package.json package-lock.json ./
@@ -19,7 +21,7 @@ RUN npm run build
 # PostgreSQL: its server binaries (about 60 MB) are removed. cloudoreg imports them only when
 # DATABASE_URL is unset, and with NODE_ENV=production it refuses to start without DATABASE_URL,
 # naming it, before it would ever look for them.
-FROM registry.access.redhat.com/ubi9/nodejs-22-minimal:latest
+FROM registry.access.redhat.com/ubi9/nodejs-22-minimal:9.8-1779828907
 LABEL name="cloudoreg" \
       summary="cloudoreg: verified AWS cloud access for sources-api cloud-meter applications" \
       description="Turns sources-api events into verified AWS cloud-access mappings in RHSM, with a status API" \

@@ -223,8 +223,14 @@ async function endToEnd (sources: number, concurrency: number, latencyMs: number
   for (let i = 0; i < sources; i++) api.addSource({ sourceId: String(i + 1), applicationId: String(50_000 + i), authenticationId: String(60_000 + i), arn: `arn:aws:iam::${500_000_000_000 + i}:role/r` })
   const status = await collectTopic(kafka.brokers, 'platform.sources.status')
   const server = await cloudoreg({
-    SOURCES_API_URL: api.url, SOURCES_PSK: 'bench-psk-123', RHSM_API_URL: rhsm.url, AWS_STS_ENDPOINT: sts.url,
-    KAFKA_BROKERS: kafka.brokers.join(','), CONCURRENCY: String(concurrency), AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench-secret',
+    SOURCES_API_URL: api.url,
+    SOURCES_PSK: 'bench-psk-123',
+    RHSM_API_URL: rhsm.url,
+    AWS_STS_ENDPOINT: sts.url,
+    KAFKA_BROKERS: kafka.brokers.join(','),
+    CONCURRENCY: String(concurrency),
+    AWS_ACCESS_KEY_ID: 'AKIDBENCH',
+    AWS_SECRET_ACCESS_KEY: 'bench-secret',
     ...otlp.env
   })
   const started = Date.now()
@@ -295,8 +301,16 @@ async function memory (): Promise<void> {
   const api = await startFakeSources({ psk: 'bench-psk-123' })
   api.failureRate = 1
   const server = await cloudoreg({
-    SOURCES_API_URL: api.url, SOURCES_PSK: 'bench-psk-123', RHSM_API_URL: api.url, STATUS_SINK: 'none', UPSTREAM_CALL_ATTEMPTS: '1',
-    UPSTREAM_TIMEOUT_MS: '200', RETRY_BASE_DELAY_MS: '1000', RETRY_MAX_DELAY_MS: '2000', RETRY_MAX_ATTEMPTS: '1000', CONCURRENCY: '64',
+    SOURCES_API_URL: api.url,
+    SOURCES_PSK: 'bench-psk-123',
+    RHSM_API_URL: api.url,
+    STATUS_SINK: 'none',
+    UPSTREAM_CALL_ATTEMPTS: '1',
+    UPSTREAM_TIMEOUT_MS: '200',
+    RETRY_BASE_DELAY_MS: '1000',
+    RETRY_MAX_DELAY_MS: '2000',
+    RETRY_MAX_ATTEMPTS: '1000',
+    CONCURRENCY: '64',
     ...(process.env.INBOX_WINDOW ? { INBOX_WINDOW: process.env.INBOX_WINDOW } : {})
   })
   api.hangMs = 100

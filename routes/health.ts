@@ -3,14 +3,32 @@ import type { FastifyInstance } from 'fastify'
 import { metricsOnOwnPort } from '../src/plugins/app/metrics.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 
-const Health = Type.Object({ status: Type.String() }, { additionalProperties: true })
+const Health = Type.Object({ status: Type.String() }, {
+  additionalProperties: true,
+  examples: [{ status: 'ready', processing: true, statusSink: 'kafka', rhsmMode: 'live', queuedEvents: 0, queues: 0, running: 0 }]
+})
+const Alive = Type.Object({
+  status: Type.String({ examples: ['ok'] }),
+  database: Type.Optional(Type.String({ description: 'What is wrong with an external database (DATABASE_URL) since when; absent while it answers' }))
+}, { examples: [{ status: 'ok' }] })
 
 export default async function health (app: FastifyInstance): Promise<void> {
+  // The embedded database is this process's own: lost, only a restart (or an operator) brings it
+  // back, so liveness fails. An external one may come back by itself: liveness reports, not fails.
   const { config } = app
   app.get('/healthz', {
     config: { keepsAnswering: true },
-    schema: { tags: ['operations'], summary: 'The process is alive', response: { 200: Health } }
-  }, async () => ({ status: 'ok' }))
+    schema: {
+      tags: ['operations'],
+      summary: 'The process is alive (and, with the embedded PostgreSQL, so is its database)',
+      response: { 200: Alive, 503: Type.Unsafe({ $ref: 'Problem#' }) }
+    }
+  }, async (_request, reply) => {
+    const problem = app.store.health.problem()
+    if (problem === undefined) return { status: 'ok' }
+    if (app.store.embedded) return sendProblem(reply, 503, `${problem.detail} (since ${problem.since})`)
+    return { status: 'ok', database: `${problem.detail} (since ${problem.since})` }
+  })
 
   app.get('/readyz', {
     config: { keepsAnswering: true },
@@ -19,12 +37,14 @@ export default async function health (app: FastifyInstance): Promise<void> {
       summary: 'The database is reachable (Kafka is not required: the inbox keeps accepting events)',
       response: { 200: Health, 503: Type.Unsafe({ $ref: 'Problem#' }) }
     }
-  }, async (_request, reply) => {
+  }, async (request, reply) => {
     if (app.shuttingDown()) return sendProblem(reply, 503, 'shutting down', { 'retry-after': '5' })
     try {
       await app.store.stats.ping(2000)
     } catch (err) {
-      return sendProblem(reply, 503, `database unreachable: ${(err as Error).message}`, { 'retry-after': '5' })
+      // The driver's message can name hosts, users and settings: the log has it, the answer does not.
+      request.log.warn({ error: (err as Error).message }, 'readiness: database unavailable')
+      return sendProblem(reply, 503, 'database unavailable', { 'retry-after': '5' })
     }
     return {
       status: 'ready',

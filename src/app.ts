@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-node'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { pino, type DestinationStream } from 'pino'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import type { BatchReport } from './ingress/kafka-consumer.js'
-import { REDACTED_PATHS } from './log.js'
+import { createLogger } from './log.js'
 import auth from './plugins/app/auth.js'
 import kafkaConsumer from './plugins/app/kafka-consumer.js'
 import metrics from './plugins/app/metrics.js'
@@ -15,16 +15,20 @@ import retention from './plugins/app/retention.js'
 import store from './plugins/app/store.js'
 import tracing from './plugins/app/tracing.js'
 import configPlugin from './plugins/infrastructure/config.js'
+import { boundServer } from './plugins/infrastructure/extra-listener.js'
 import loadShedding from './plugins/infrastructure/load-shedding.js'
 import openapi, { DOCS_PREFIX } from './plugins/infrastructure/openapi.js'
 import problem from './plugins/infrastructure/problem.js'
 import pushPort from './plugins/infrastructure/push-port.js'
+import requestBounds from './plugins/infrastructure/request-bounds.js'
 import shutdown from './plugins/infrastructure/shutdown.js'
 import availability from '../routes/availability.js'
+import diagnosis from '../routes/diagnosis.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
 import operator from '../routes/operator.js'
 import sources from '../routes/sources.js'
+import sysconfig from '../routes/sysconfig.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
 function packageVersion (): string {
@@ -34,6 +38,21 @@ function packageVersion (): string {
     } catch {}
   }
   return '0.0.0'
+}
+
+const QUIET = new RegExp(`^(/healthz|/readyz|/metrics|${DOCS_PREFIX}/static/|/favicon\\.ico)`)
+
+/** Probes, metrics and Swagger UI's files every few seconds would drown the requests that matter: they log at debug. */
+class QuietProbes extends LogController {
+  incomingRequest (request: FastifyRequest, reply: FastifyReply): void {
+    if (QUIET.test(request.url)) request.log.debug({ req: request }, 'incoming request')
+    else super.incomingRequest(request, reply)
+  }
+
+  requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (QUIET.test(request.url) && !error) reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    else super.requestCompleted(error, request, reply)
+  }
 }
 
 /** Code run at chosen points of the service's work; tests inject faults here (none in production). */
@@ -53,10 +72,7 @@ export interface AppOptions {
 
 /** Builds the whole service; `server.ts` only listens. */
 export async function buildApp ({ config, logStream, hooks, spanProcessors }: AppOptions): Promise<FastifyInstance> {
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' }
-  }, logStream)
+  const logger = await createLogger(config.LOG_LEVEL, logStream)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
@@ -65,8 +81,10 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
     pluginTimeout: config.SHUTDOWN_GRACE_MS + 20_000,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
     // The shutdown plugin answers with Retry-After, and from the start of the drain.
-    return503OnClosing: false
+    return503OnClosing: false,
+    logController: new QuietProbes()
   })
+  boundServer(app.server, config)
 
   // The registration order below is the start-up order and, since preClose hooks run in registration
   // order and every onClose after them, also the shutdown order; it is written down here only:
@@ -78,6 +96,7 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   await app.register(configPlugin, { config })
   await app.register(problem)
   await app.register(shutdown)
+  await app.register(requestBounds)
   await app.register(pushPort)
   // Application: the store first (everything reads or writes it), then what uses it.
   await app.register(store)
@@ -94,6 +113,8 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   await app.register(health)
   await app.register(events)
   await app.register(sources)
+  await app.register(diagnosis)
+  await app.register(sysconfig)
   await app.register(availability)
   await app.register(operator)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { CHECK_EVENT } from './events/event.js'
 import type { StoreStats } from './store/stats.js'
 import type { UpstreamTarget } from './upstream/errors.js'
 
@@ -12,8 +13,27 @@ export interface Metrics {
   setQueued: (events: number, queues: number) => void
 }
 
+/**
+ * The event types a metric may name: those sources-api emits and cloudoreg's own. Anything else
+ * counts as `other`, since a label per pushed value would let a sender grow every scrape without
+ * bound (20,000 made-up types once ran the process out of memory on the next scrape).
+ */
+export const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set([
+  'Source.create', 'Source.update', 'Source.destroy', 'Source.pause', 'Source.unpause',
+  'Application.create', 'Application.update', 'Application.destroy', 'Application.pause', 'Application.unpause',
+  'Authentication.create', 'Authentication.update', 'Authentication.destroy',
+  'ApplicationAuthentication.create', 'ApplicationAuthentication.update', 'ApplicationAuthentication.destroy',
+  'Endpoint.create', 'Endpoint.update', 'Endpoint.destroy',
+  'RhcConnection.create', 'RhcConnection.update', 'RhcConnection.destroy',
+  'Records.update', CHECK_EVENT
+])
+
+export function typeLabel (type: string): string {
+  return KNOWN_EVENT_TYPES.has(type) ? type : 'other'
+}
+
 /** One registry per app instance, so that tests can run several apps in one process. */
-export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Metrics {
+export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'parked'>): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const received = new Counter({ name: 'cloudoreg_events_received_total', help: 'Events stored in the inbox, by type', labelNames: ['type'], registers: [registry] })
@@ -27,6 +47,7 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Met
 
   const inboxStats = stats.inbox
   const outboxStats = stats.outbox
+  const parkedStats = stats.parked
   const fromStats = (name: string, help: string, stats: () => Promise<{ n: number, age: number }>, field: 'n' | 'age'): void => {
     new Gauge({ name, help, registers: [registry], async collect () { this.set((await stats())[field]) } }) // eslint-disable-line no-new
   }
@@ -34,15 +55,16 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox'>): Met
   fromStats('cloudoreg_inbox_oldest_pending_age_seconds', 'Age of the oldest event not yet ended', inboxStats, 'age')
   fromStats('cloudoreg_outbox_unsent', 'Status messages not yet sent', outboxStats, 'n')
   fromStats('cloudoreg_outbox_oldest_unsent_age_seconds', 'Age of the oldest status message not yet sent', outboxStats, 'age')
+  fromStats('cloudoreg_outbox_parked', 'Status messages parked as undeliverable, waiting for an operator', parkedStats, 'n')
 
   return {
     registry,
-    eventsReceived: type => received.inc({ type }),
+    eventsReceived: type => received.inc({ type: typeLabel(type) }),
     eventEnded (type, outcome, seconds) {
-      processed.inc({ type, outcome })
-      duration.observe({ type }, seconds)
+      processed.inc({ type: typeLabel(type), outcome })
+      duration.observe({ type: typeLabel(type) }, seconds)
     },
-    eventAttemptFailed: type => failed.inc({ type }),
+    eventAttemptFailed: type => failed.inc({ type: typeLabel(type) }),
     upstreamCall: (target, outcome, seconds) => upstream.observe({ target, outcome }, seconds),
     misconfigured: target => misconfigured.inc({ target }),
     setQueued (events, n) {

@@ -14,3 +14,9 @@ export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Ty
 export const SourceId = Type.String({ pattern: '^[0-9]{1,20}$', description: 'sources-api source id' })
 
 export const SourceParams = Type.Object({ source_id: SourceId })
+
+/**
+ * A page offset. Bounded: PostgreSQL's OFFSET is a bigint, and a larger number (query strings are
+ * coerced, "1e30" included) would reach it as "1e+30": a 500 instead of a 400.
+ */
+export const Offset = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 })

@@ -56,7 +56,8 @@ t.test('production refuses missing upstream and database settings', async t => {
     SOURCES_PSK: 'x',
     RHSM_API_URL: 'https://rhsm/v1',
     DATABASE_URL: 'postgres://u@db/cloudoreg',
-    PUSH_AUTH: 'none'
+    PUSH_AUTH: 'none',
+    INTERNAL_TOKEN: 'internal-token-0123456789abcdefgh'
   })))
   t.doesNotThrow(() => assertProductionReady(loadConfig({})), 'development starts without them')
 })

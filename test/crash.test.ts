@@ -109,7 +109,7 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
   }, 600_000, 'every event processed and every status sent')
   const doneIn = Date.now() - started
 
-  const { rows: events } = await db.query(`select state, count(*)::int as n from inbox group by state`)
+  const { rows: events } = await db.query('select state, count(*)::int as n from inbox group by state')
   t.same(events, [{ state: 'done', n: TOTAL }], 'every accepted event was stored once and processed')
 
   // Per-source order: RHSM was asked to map each source's accounts in push order. A call in flight at
@@ -143,9 +143,9 @@ t.test(`${TOTAL} events across ${SOURCES} sources survive three SIGKILLs: nothin
   }
   t.equal([...last.values()].filter(s => s === 'available').length, SOURCES, 'every source\'s final availability message reached the topic')
 
-  const { rows: regs } = await db.query(`select count(*)::int as n from registrations where state = 'registered' and mapped`)
+  const { rows: regs } = await db.query('select count(*)::int as n from registrations where state = \'registered\' and mapped')
   t.equal(regs[0].n, SOURCES, 'the REST state matches: every source registered and mapped')
-  const sample = await fetch(`${url}/api/cloudoreg/v1/sources/1`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: ORG } })).toString('base64') } })
+  const sample = await fetch(`${url}/api/cloudoreg/v1/sources/1`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: ORG, type: 'User' } })).toString('base64') } })
   t.match(await sample.json(), { state: 'registered', aws_account_id: account(0, PER_SOURCE - 1) })
 
   t.equal(clearedLeases, 3, 'each restart cleared the leases its dead predecessor held')

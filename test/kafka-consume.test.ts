@@ -12,7 +12,7 @@ import { readFixture } from './helpers/fixtures.js'
 import { collectTopic, kafkaClientDefaults, kafkaProducerDefaults, kafkaTestLogLevel, startMockKafka } from './helpers/kafka.js'
 import { alive, ready, startServer, upstreamEnv, withHooks, type ServerProcess } from './helpers/process.js'
 import { recordSecrets } from './helpers/secrets.js'
-import { eventually, freePort, getJson, identities, inboxStates, ORG, PSK, startStack, type Stack } from './helpers/stack.js'
+import { ACCOUNT, eventually, freePort, getJson, identities, inboxStates, ORG, PSK, startStack, type Stack } from './helpers/stack.js'
 
 // Direct Kafka mode (KAFKA_CONSUME=true): the fixture events produced to platform.sources.event-stream
 // with the headers sources-api sets, consumed by cloudoreg itself instead of pushed by a bridge.
@@ -66,20 +66,21 @@ const metric = async (stack: Stack, line: RegExp): Promise<number | undefined> =
 const statusMessages = (stack: Stack): Array<{ headers: Record<string, string>, key: string | null, body: any }> =>
   stack.status!.messages.map(m => ({ headers: m.headers, key: m.key, body: JSON.parse(m.value) }))
 
-t.test('a consumed record is the same event, with the same dedupe key, as that record pushed in a Strimzi record batch', async t => {
+t.test('a consumed record is the same event as that record pushed in a Strimzi record batch, under a dedupe key of its own', async t => {
   const batch = readFixture('events/record-batch.json').body
-  const pushed = normalisePush({ headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(batch)) })
+  const pushed = normalisePush({ headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(batch)) }, 'token')
   if (!pushed.ok) throw new Error(pushed.detail)
   batch.records.forEach((r: any, i: number) => {
     const headers: Record<string, Buffer> = {}
     for (const h of r.headers) headers[h.key] = Buffer.from(h.value, 'base64')
     const consumed = normaliseKafkaRecord({ topic: r.topic, partition: r.partition, offset: String(r.offset), value: Buffer.from(JSON.stringify(r.value)), headers })
-    t.same(consumed, { ok: true, event: pushed.events[i] }, `record ${i}`)
+    const { dedupeKey, ...event } = pushed.events[i]
+    t.same(consumed, { ok: true, event: { ...event, dedupeKey: dedupeKey.replace(/^push-token:/, 'consumer:') }, notes: [] }, `record ${i}`)
   })
   const f = fixture('app-auth-create')
   const base = { topic: EVENT_TOPIC, partition: 2, offset: '17', value: Buffer.from(JSON.stringify(f.body)) }
   t.match(normaliseKafkaRecord({ ...base, headers: f.kafka_headers }),
-    { ok: true, event: { eventType: f.event_type, orgId: ORG, accountNumber: '1234567', dedupeKey: `kafka:${EVENT_TOPIC}/2/17`, deliveryId: `${EVENT_TOPIC}/2/17`, dedupeTtlMs: null } },
+    { ok: true, event: { eventType: f.event_type, orgId: ORG, accountNumber: '1234567', dedupeKey: new RegExp(`^consumer:kafka:${EVENT_TOPIC}/2/17#`), deliveryId: `${EVENT_TOPIC}/2/17`, dedupeTtlMs: null } },
     'string header values, as some clients give them')
   t.match(normaliseKafkaRecord({ ...base, headers: { ...f.kafka_headers, event_type: [Buffer.from('Records.update'), Buffer.from(f.event_type)] } }),
     { ok: true, event: { eventType: f.event_type } }, 'a repeated header: the last one wins')
@@ -130,15 +131,18 @@ t.test('fixture events consumed from the event topic: the same outcomes as pushe
   t.match(await source7(stack), { state: 'registered', aws_account_id: '210987654321', mapped: true })
 
   // Pause: nothing verified or reported; unpause: verified and reported.
+  stack.sources.setPaused('42', true)
   await produceFixture(producer, 'application-pause')
   await settled(stack, 5)
   t.match(await source7(stack), { state: 'paused', mapped: true })
+  stack.sources.setPaused('42', false)
   await produceFixture(producer, 'application-unpause')
   await settled(stack, 6)
   t.match(await source7(stack), { state: 'registered' })
   await stack.status!.waitFor(m => m.length >= 3, 30_000)
 
   // The deletion: the mapping removed once, nothing reported; the noise sources-api emits is ignored.
+  stack.sources.removeApplication('42')
   for (const name of ['app-auth-destroy', 'application-destroy', 'source-destroy', 'authentication-destroy', 'application-update', 'records-update']) {
     await produceFixture(producer, name)
   }
@@ -212,6 +216,58 @@ t.test('records that can never be stored are logged without secrets and skipped;
   t.equal(await metric(stack, /cloudoreg_kafka_records_total\{outcome="skipped"\} (\d+)/), 3)
   t.equal((await inboxStates(stack)).length, 2, 'nothing stored twice')
   t.same(rhsmCalls(stack), [POST], 'nothing processed twice')
+})
+
+t.test('poison records never stall the partition: what PostgreSQL would refuse is skipped, logged and counted; the rest of the batch is stored', async t => {
+  const stack = await startStack(t, { kafka: true, env: { KAFKA_CONSUME: 'true', STATUS_SINK: 'http' } })
+  const producer = await producerFor(t, stack.kafka!.brokers)
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
+  const f = fixture('app-auth-create')
+  const record = (value: string, headers: Record<string, string> = {}): { key: string, value: string, headers: IHeaders } =>
+    ({ key: ORG, value, headers: { ...f.kafka_headers, ...headers } })
+
+  // All on the org's partition, in this order: the good record after them must not wait.
+  const skipped = [
+    await produce(producer, record('{"application_id":42,"authentication_id":311,"name":"a\\u0000b"}')),
+    await produce(producer, record('{"application_id":42,"authentication_id":311,"name":"\\udead"}')),
+    await produce(producer, record(JSON.stringify(f.body), { 'x-rh-sources-org-id': `${ORG}\u0000` })),
+    await produce(producer, record('{"application_id":1e21,"authentication_id":311}'))
+  ]
+  // Wider than the old depth check could spread (RangeError: a crash loop); storable, so stored.
+  await produce(producer, record(`{"wide":[${Array(300_000).fill(0).join(',')}]}`, { event_type: 'Records.update' }))
+  await produce(producer, record(JSON.stringify({ id: 7 }), { event_type: 'Records.update', 'x-rh-sources-account-number': `${ACCOUNT}\r\nX-Evil: 1` }))
+
+  // A refusal nobody foresaw (a constraint on the stored row) among good records of one batch: only it is skipped.
+  await stack.app.store.pool.query("alter table inbox add constraint refused_by_test check (not (body ? 'refused_by_test'))")
+  const [meta] = await producer.send({
+    topic: EVENT_TOPIC,
+    acks: -1,
+    messages: [{ n: 1 }, { n: 2, refused_by_test: true }, { n: 3 }].map(body => record(JSON.stringify(body), { event_type: 'Records.update' }))
+  })
+  skipped.push({ partition: meta.partition, offset: String(BigInt(meta.baseOffset!) + 1n) })
+  await produceFixture(producer, 'app-auth-create')
+  await eventually(async () => (await source7(stack)).state === 'registered' ? true : undefined, 30_000, 'the good record after the poison to be processed')
+  await stack.app.store.pool.query('alter table inbox drop constraint refused_by_test')
+
+  const { rows } = await stack.app.store.pool.query("select event_type, account_number, body->'n' as n, jsonb_array_length(body->'wide') as wide from inbox order by id")
+  t.same(rows.map(r => [r.event_type, r.account_number, r.n, r.wide]), [
+    ['Records.update', ACCOUNT, null, 300_000],
+    ['Records.update', ACCOUNT, null, null], // the account number of its x-rh-identity, not the header's
+    ['Records.update', ACCOUNT, 1, null],
+    ['Records.update', ACCOUNT, 3, null],
+    ['ApplicationAuthentication.create', ACCOUNT, null, null]
+  ], 'the wide record, the record without its account number, the good records of the refused one\'s batch, and the create are stored')
+
+  const lines = stack.logs.map(l => JSON.parse(l))
+  const skippedLines = lines.filter(l => l.msg === 'Kafka record skipped: it can never be stored')
+  t.same(skippedLines.map(l => l.offset), skipped.map(s => s.offset), 'each skipped record is logged with its offset')
+  t.match(skippedLines.map(l => l.reason), [/value\.name contains a NUL/, /value\.name contains a lone UTF-16 surrogate/, /x-rh-sources-org-id is not a valid org id/,
+    /body\.application_id is not an id/, /the database refuses this data \(SQLSTATE 23514/])
+  t.match(lines.filter(l => l.msg === 'Kafka record stored without what it could not use').map(l => l.notes), [[/x-rh-sources-account-number is not an account number/]])
+  t.notOk(stack.logs.join('').includes('X-Evil'), 'the refused account number is not logged')
+  t.equal(await metric(stack, /cloudoreg_kafka_records_total\{outcome="skipped"\} (\d+)/), 5)
+  t.equal(await metric(stack, /cloudoreg_kafka_records_total\{outcome="stored"\} (\d+)/), 5)
+  t.comment(`poison records skipped: ${skippedLines.length}; good records stored after them: ${rows.length}`)
 })
 
 t.test('a broker that cannot be reached does not stop the service; consuming starts once it answers', async t => {
@@ -376,13 +432,13 @@ t.test(`${TOTAL} records, the consumer SIGKILLed between inbox and offset commit
   await db.connect()
   t.teardown(() => db.end())
   await eventually(async () => {
-    const { rows } = await db.query(`select count(*)::int as n, count(*) filter (where state = 'pending')::int as pending from inbox`)
+    const { rows } = await db.query('select count(*)::int as n, count(*) filter (where state = \'pending\')::int as pending from inbox')
     return rows[0].n >= TOTAL && rows[0].pending === 0 ? true : undefined
   }, 60_000, 'every record stored and processed').catch((err: Error) => t.fail(err.message))
   mark('all stored and processed')
 
   // Exactly once in the inbox: one row per produced record, with that record's topic/partition/offset.
-  const { rows } = await db.query(`select delivery_id, (body->>'id')::int as seq, state from inbox order by id`)
+  const { rows } = await db.query('select delivery_id, (body->>\'id\')::int as seq, state from inbox order by id')
   t.equal(rows.length, TOTAL, 'as many inbox rows as records produced')
   const bySeq = new Map<number, string[]>()
   for (const r of rows) bySeq.set(r.seq, [...(bySeq.get(r.seq) ?? []), r.delivery_id])

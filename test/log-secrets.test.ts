@@ -5,7 +5,7 @@ import t from 'tap'
 import { recordSecrets } from './helpers/secrets.js'
 import { eventually, identities, inboxStates, PSK, pushNative, startStack } from './helpers/stack.js'
 
-const TOKEN = 'push-token-5ecret-f00d'
+const TOKEN = 'push-token-5ecret-f00d-0123456789abcdef'
 const KEY_MATERIAL = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKB'
 recordSecrets([KEY_MATERIAL, 'wrong-token-but-logged?', 'external-id-secretish'])
 

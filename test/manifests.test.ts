@@ -46,6 +46,7 @@ const REQUIRED_PARAMETERS: Record<string, string> = {
   IMAGE_TAG: 'abc1234',
   RHSM_API_URL: 'https://rhsm.example.com/v1',
   NAMESPACE: 'cloudoreg-test',
+  SOURCES_API_NAMESPACE: 'env-test',
   KAFKA_BOOTSTRAP_SERVERS: 'kafka.example:9092'
 }
 
@@ -207,7 +208,7 @@ function startEnv (c: Container): Record<string, string> {
   for (const e of c.spec.env ?? []) {
     if (e.value !== undefined) env[e.name] = String(e.value)
     else if (e.valueFrom?.secretKeyRef && e.valueFrom.secretKeyRef.optional !== true) {
-      env[e.name] = e.name === 'DATABASE_URL' ? FROM_CLOWDER.DATABASE_URL : 'placeholder-secret-value'
+      env[e.name] = e.name === 'DATABASE_URL' ? FROM_CLOWDER.DATABASE_URL : 'placeholder-secret-value-at-least-32-characters'
     }
   }
   return env
@@ -226,7 +227,7 @@ t.test('every manifest under deploy/ parses, and templates use only their own pa
   t.ok(containers().length >= 2, 'a ClowdApp and a Deployment')
   // The template processing used by every check below substitutes for real.
   const clowdapp = ofKind('ClowdApp')[0].o
-  t.equal(typeof clowdapp.spec.deployments[0].replicas, 'number', 'REPLICAS lands as a number (${{REPLICAS}})')
+  t.equal(typeof clowdapp.spec.deployments[0].replicas, 'number', 'REPLICAS lands as a number (${{REPLICAS}})') // eslint-disable-line no-template-curly-in-string -- the template's own syntax
   t.notMatch(JSON.stringify(all), /\$\{/, 'no parameter left unsubstituted')
 })
 
@@ -332,7 +333,7 @@ t.test('the push route: alone on its own port, the one the KafkaSource posts to 
   t.same(toPush.map(p => p.port), [sinkPort], `Service cloudoreg: port ${sinkPort}, the sink's, and only it, leads to PUSH_PORT`)
   t.equal(pushPort, CLOWDER_PRIVATE_PORT, 'the same push port with and without Clowder, so one KafkaSource fits both')
 
-  const [policy] = ofKind('NetworkPolicy')
+  const policy = ofKind('NetworkPolicy').find(x => x.file === 'kubernetes.yaml')!
   t.ok(policy, 'a NetworkPolicy')
   const metricsPort = Number(literalEnv(c).METRICS_PORT)
   for (const bridge of BRIDGES) t.same(admittedPorts(policy.o, bridge, c), [pushPort], `${bridge.what} may reach the push port and nothing else`)
@@ -441,6 +442,94 @@ t.test('plain Kubernetes: non-root, Services on the container ports, a NetworkPo
   // Who may reach which port: the push-route test above.
 })
 
+/** A peer names whom it admits by namespace AND by pod labels (an ipBlock is checked apart). */
+function pinned (peer: Obj): boolean {
+  const labelled = (selector: Obj | undefined): boolean => Object.keys(selector?.matchLabels ?? {}).length > 0 || (selector?.matchExpressions ?? []).length > 0
+  return labelled(peer.namespaceSelector) && labelled(peer.podSelector)
+}
+
+/** The ports a policy's egress lets the pods reach at a peer; -1 stands for every port. */
+function egressPorts (policy: Obj, matches: (peer: Obj) => boolean): number[] {
+  const ports = new Set<number>()
+  for (const rule of policy.spec.egress ?? []) {
+    if (!(rule.to ?? [{}]).some(matches)) continue
+    for (const p of rule.ports ?? [{ port: -1 }]) ports.add(p.port)
+  }
+  return [...ports].sort((a, b) => a - b)
+}
+
+const DNS_PORTS = [53, 5353]
+/** What cloudoreg calls: PostgreSQL, Kafka (plain and TLS), sources-api, STS and RHSM (HTTPS), DNS. */
+const EGRESS_PORTS = new Set([...DNS_PORTS, 5432, 9092, 9093, 8000, 443])
+
+t.test('network policies: every peer pinned by namespace and labels, egress only to what cloudoreg calls, the ClowdApp ships its own', async t => {
+  const policies = ofKind('NetworkPolicy')
+  t.same(policies.map(p => p.file).sort(), ['clowdapp.yaml', 'kubernetes.yaml'], 'one policy with each deployment')
+  for (const { file, o: policy } of policies) {
+    t.same([...policy.spec.policyTypes].sort(), ['Egress', 'Ingress'], `${file}: ingress and egress`)
+    for (const [i, rule] of (policy.spec.ingress ?? []).entries()) {
+      for (const peer of rule.from ?? []) t.ok(pinned(peer), `${file}: ingress rule ${i}: ${JSON.stringify(peer)} names a namespace and pod labels`)
+    }
+    for (const [i, rule] of (policy.spec.egress ?? []).entries()) {
+      t.ok(Array.isArray(rule.to) && rule.to.length > 0, `${file}: egress rule ${i} names its peers`)
+      t.ok(Array.isArray(rule.ports) && rule.ports.length > 0, `${file}: egress rule ${i} names its ports`)
+      for (const p of rule.ports ?? []) t.ok(EGRESS_PORTS.has(p.port), `${file}: egress rule ${i}: port ${String(p.port)} is one cloudoreg calls`)
+      for (const peer of rule.to ?? []) {
+        if (peer.ipBlock !== undefined) {
+          // Outside addresses: only the external services' ports, never sources-api's port or DNS.
+          t.notOk((rule.ports as Obj[]).some(p => p.port === 8000 || DNS_PORTS.includes(p.port)), `${file}: egress rule ${i}: an ipBlock reaches no in-cluster service port`)
+        } else {
+          t.ok(pinned(peer), `${file}: egress rule ${i}: ${JSON.stringify(peer)} names a namespace and pod labels`)
+        }
+      }
+    }
+    // sources-api's port only to sources-api; DNS only to DNS.
+    t.ok(egressPorts(policy, peer => peer.ipBlock !== undefined || !/sources-api/.test(JSON.stringify(peer.podSelector))).every(p => p !== 8000), `${file}: port 8000 only to sources-api`)
+    t.ok(egressPorts(policy, peer => /dns/.test(JSON.stringify(peer))).length > 0, `${file}: DNS`)
+  }
+  // The checks can fail: an unpinned peer and a peer by namespace alone are caught.
+  t.notOk(pinned({ namespaceSelector: {}, podSelector: { matchLabels: { app: 'sources-api' } } }))
+  t.notOk(pinned({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'x' } } }))
+
+  // A pod labelled like sources-api or the bridge, in any other namespace, reaches nothing.
+  const c = containers().find(x => !x.clowder)!
+  const k8s = policies.find(p => p.file === 'kubernetes.yaml')!.o
+  const impostors: PodRef[] = [
+    { what: 'a pod labelled sources-api elsewhere', namespace: { 'kubernetes.io/metadata.name': 'default' }, labels: SOURCES_API.labels },
+    { what: 'a pod labelled kafka-bridge elsewhere', namespace: { 'kubernetes.io/metadata.name': 'default' }, labels: BRIDGES[1].labels },
+    { what: 'a pod labelled like the gateway elsewhere', namespace: { 'kubernetes.io/metadata.name': 'default' }, labels: GATEWAY.labels },
+    { what: 'a pod labelled like Prometheus elsewhere', namespace: { 'kubernetes.io/metadata.name': 'default' }, labels: PROMETHEUS.labels }
+  ]
+  for (const pod of impostors) t.same(admittedPorts(k8s, pod, c), [], `kubernetes.yaml: ${pod.what} reaches no port`)
+
+  // The ClowdApp: the policy that makes its PUSH_AUTH=none safe selects its pods and admits only the dispatcher to the push port.
+  const clowder = containers().find(x => x.clowder)!
+  t.equal(literalEnv(clowder).PUSH_AUTH, 'none', 'the template ships PUSH_AUTH=none...')
+  const policy = policies.find(p => p.file === 'clowdapp.yaml')!.o
+  const clowdapp = ofKind('ClowdApp')[0].o
+  const deployment = clowdapp.spec.deployments[0]
+  t.same(policy.spec.podSelector, { matchLabels: { pod: `${clowdapp.metadata.name}-${deployment.name}` } }, '...and a policy selecting the pods Clowder labels pod: <app>-<deployment>')
+  const dispatcher = BRIDGES[0]
+  const sourcesApi: PodRef = { what: 'sources-api', namespace: { 'kubernetes.io/metadata.name': REQUIRED_PARAMETERS.SOURCES_API_NAMESPACE }, labels: { app: 'sources-api', pod: 'sources-api-svc' } }
+  t.same(admittedPorts(policy, dispatcher, clowder), [CLOWDER_PRIVATE_PORT], 'the dispatcher: the push port and nothing else')
+  t.same(admittedPorts(policy, sourcesApi, clowder), [defaults.PORT], 'sources-api: the main port (availability check)')
+  for (const other of [...OTHERS, { ...sourcesApi, namespace: { 'kubernetes.io/metadata.name': 'default' } }, BRIDGES[1]]) {
+    t.notOk(admittedPorts(policy, other, clowder).includes(CLOWDER_PRIVATE_PORT), `clowdapp.yaml: ${other.what} may not reach the push port`)
+  }
+  t.same(admittedPorts(policy, { ...sourcesApi, namespace: { 'kubernetes.io/metadata.name': 'default' } }, clowder), [], 'clowdapp.yaml: sources-api\'s labels in another namespace reach nothing')
+})
+
+t.test('the ClowdApp runs with the same securityContext as the Kubernetes Deployment', async t => {
+  const deployment = ofKind('Deployment')[0].o.spec.template.spec
+  const k8s = { ...deployment.securityContext, ...deployment.containers[0].securityContext }
+  for (const c of containers().filter(x => x.clowder)) {
+    t.same(c.spec.securityContext, k8s, `${c.where}: pod and container securityContext of deploy/kubernetes.yaml`)
+    t.equal(c.spec.securityContext?.readOnlyRootFilesystem, true)
+    const tmp = (c.spec.volumeMounts ?? []).find((m: Obj) => m.mountPath === '/tmp')
+    t.ok(tmp && (c.spec.volumes ?? []).some((v: Obj) => v.name === tmp.name && v.emptyDir !== undefined), `${c.where}: /tmp is a writable emptyDir (Clowder's CA files)`)
+  }
+})
+
 /** Dockerfile instructions by stage, continuation lines joined, comments dropped. */
 function dockerStages (text: string): Array<Array<{ op: string, args: string }>> {
   const lines = text.replace(/\\\n/g, ' ').split('\n').map(l => l.trim()).filter(l => l !== '' && !l.startsWith('#'))
@@ -461,6 +550,12 @@ t.test('Dockerfile: UBI 9 Node.js 22, built with tsc, runs what npm start runs, 
   const args = (stage: typeof build, op: string): string[] => stage.filter(i => i.op === op).map(i => i.args)
 
   t.match(args(build, 'FROM')[0], /^registry\.access\.redhat\.com\/ubi9\/nodejs-22(:\S+)? AS build$/i)
+  // Pinned base images: a release tag (or a digest), never :latest or no tag at all.
+  for (const from of [args(build, 'FROM')[0], args(run, 'FROM')[0]]) {
+    const image = from.split(' ')[0]
+    t.match(image, /(:\d[\w.-]*|@sha256:[0-9a-f]{64})$/, `${image}: pinned to a release tag or digest`)
+    t.notMatch(image, /:latest\b/, `${image}: not :latest`)
+  }
   t.ok(args(build, 'RUN').some(a => /\bnpm ci\b/.test(a)), 'build: npm ci')
   t.ok(args(build, 'RUN').some(a => /\bnpm run build\b/.test(a)), 'build: npm run build')
   // Everything tsconfig.build.json compiles is in the build context.

@@ -10,13 +10,13 @@ function native (fixture: any, extra: Record<string, string> = {}): PushRequest 
 }
 
 function ok (req: PushRequest) {
-  const r = normalisePush(req)
+  const r = normalisePush(req, 'token')
   if (!r.ok) throw new Error(`expected ok, got ${r.detail}`)
   return r.events
 }
 
 function rejected (req: PushRequest): string {
-  const r = normalisePush(req)
+  const r = normalisePush(req, 'token')
   if (r.ok) throw new Error('expected a rejection')
   return r.detail
 }
@@ -25,7 +25,7 @@ t.test('sources-native: headers carry the Kafka headers; no delivery id → cont
   const [e] = ok(native(create))
   t.match(e, expected)
   t.same(e.body, create.body)
-  t.match(e.dedupeKey, /^hash:/)
+  t.match(e.dedupeKey, /^push-token:hash:[^#]+$/, 'a content hash is content already')
   t.equal(e.dedupeTtlMs, 60_000)
   t.equal(ok(native(create))[0].dedupeKey, e.dedupeKey, 'identical push → same key')
   const other = { ...create, body: { ...create.body, authentication_id: 312 } }
@@ -34,7 +34,7 @@ t.test('sources-native: headers carry the Kafka headers; no delivery id → cont
 
 t.test('sources-native with webhook-id: that id is the durable key', async t => {
   const [e] = ok(native(create, { 'webhook-id': 'msg_1' }))
-  t.equal(e.dedupeKey, 'webhook:msg_1')
+  t.match(e.dedupeKey, /^push-token:webhook:msg_1#[\w-]{22}$/, 'the id, with the content it came with')
   t.equal(e.dedupeTtlMs, null)
 })
 
@@ -42,7 +42,7 @@ t.test('CloudEvents binary as Knative sends it, with no Content-Type', async t =
   const f = readFixture('events/app-auth-create.knative-binary.json')
   const [e] = ok({ headers: f.http_headers, body: Buffer.from(f.body) })
   t.match(e, expected)
-  t.equal(e.dedupeKey, `ce:${f.http_headers['ce-source']}|partition:0/offset:1234`)
+  t.equal(e.dedupeKey.slice(0, e.dedupeKey.lastIndexOf('#')), `push-token:ce:${f.http_headers['ce-source']}|partition:0/offset:1234`)
   t.equal(e.deliveryId, 'partition:0/offset:1234')
 })
 
@@ -51,7 +51,7 @@ t.test('CloudEvents structured', async t => {
   const [e] = ok({ headers: f.http_headers, body: Buffer.from(JSON.stringify(f.body)) })
   t.match(e, expected)
   t.same(e.body, f.body.data)
-  t.match(e.dedupeKey, /^ce:.*\|partition:0\/offset:1234$/)
+  t.match(e.dedupeKey, /^push-token:ce:.*\|partition:0\/offset:1234#/)
 })
 
 t.test('CloudEvents batch', async t => {
@@ -68,7 +68,7 @@ t.test('record batch with base64 header values', async t => {
   const events = ok({ headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(f.body)) })
   t.equal(events.length, 2)
   t.match(events[0], expected)
-  t.equal(events[0].dedupeKey, 'kafka:platform.sources.event-stream/0/1234')
+  t.equal(events[0].dedupeKey.slice(0, events[0].dedupeKey.lastIndexOf('#')), 'push-token:kafka:platform.sources.event-stream/0/1234')
   t.equal(events[1].eventType, 'Application.update')
 })
 
@@ -190,4 +190,30 @@ t.test('W3C trace context travels with the event from every format; an invalid o
   })
   t.ok(consumed.ok)
   if (consumed.ok) expectTrace(consumed.event, TP)
+})
+
+t.test('what the store would refuse is named where it is, in every format', async t => {
+  const headers = { event_type: 'Records.update', 'x-rh-sources-org-id': '1' }
+  t.match(rejected({ headers, body: Buffer.from('"\\u0000"') }), /^body contains a NUL/, 'a top-level string')
+  t.match(rejected({ headers, body: Buffer.from('{"a":{"b":[{"c\\u0000d":1}]}}') }), /^a key in body\.a\.b\[0\] contains a NUL/)
+  t.match(rejected({ headers, body: Buffer.from(`{"${'k'.repeat(100)}":["\\ud800"]}`) }), new RegExp(`^body\\["${'k'.repeat(40)}"\\]\\[0\\] contains a lone`), 'long keys are cut in the path')
+  t.equal(normalisePush({ headers, body: Buffer.from('{"a":[1,true,null,"\\ud83d\\ude00",{"b":[]}]}') }, 'token').ok, true, 'everything storable passes')
+  const ce = { specversion: '1.0', type: 't', source: 's', id: 'x', kafkaheadereventtype: 'Records.update', kafkaheaderxrhsourcesorgid: '1', data: {} }
+  t.match(rejected({ headers: { 'content-type': 'application/cloudevents+json' }, body: Buffer.from(JSON.stringify({ ...ce, data: '{"a":"\\u0000"}' })) }), /^data\.a contains a NUL/)
+  t.match(rejected({ headers: { 'content-type': 'application/cloudevents+json' }, body: Buffer.from(JSON.stringify({ ...ce, data: undefined, data_base64: Buffer.from('{"a":"\\udc00"}').toString('base64') })) }),
+    /^data_base64\.a contains a lone/)
+  t.match(rejected({ headers: { 'content-type': 'application/cloudevents-batch+json' }, body: Buffer.from(JSON.stringify([ce, { ...ce, id: 'é'.repeat(257) }])) }),
+    /^batch\[1\] id is longer than 512 bytes/, 'bytes, not characters')
+})
+
+t.test('tenant numbers: the org id from the header or the identity; an account number that is not one is dropped with a note', async t => {
+  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64')
+  const push = (h: Record<string, string>): ReturnType<typeof normalisePush> => normalisePush({ headers: { event_type: 'Records.update', ...h }, body: Buffer.from('{}') }, 'token')
+  t.match(push({ 'x-rh-sources-org-id': '1', 'x-rh-sources-account-number': 'x' }), { ok: true, events: [{ orgId: '1', accountNumber: null }], notes: [/x-rh-sources-account-number is not an account number/] })
+  t.match(push({ 'x-rh-sources-org-id': '1', 'x-rh-sources-account-number': 'x', 'x-rh-identity': b64({ identity: { org_id: '1', account_number: '22' } }) }),
+    { ok: true, events: [{ accountNumber: '22' }] }, 'the identity\'s account number instead')
+  t.match(push({ 'x-rh-sources-org-id': '', 'x-rh-identity': b64({ identity: { internal: { org_id: '3' }, account_number: 'y' } }) }),
+    { ok: true, events: [{ orgId: '3', accountNumber: null }], notes: [/account_number in x-rh-identity/] })
+  t.match(push({ 'x-rh-identity': b64({ identity: { org_id: '3', internal: { org_id: '4' } } }) }), { ok: false, detail: /no org id: .*disagrees/ })
+  t.match(push({}), { ok: false, detail: /has no org id \(x-rh-sources-org-id header/ })
 })

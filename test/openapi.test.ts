@@ -15,15 +15,24 @@ t.test('the served OpenAPI document is the committed openapi/openapi.json (npm r
 
   t.equal(served.openapi, '3.0.3')
   t.same(Object.keys(served.paths).sort(), [
+    '/api/cloudigrade/v2/sysconfig/',
     '/api/cloudoreg/v1/sources',
     '/api/cloudoreg/v1/sources/{source_id}',
+    '/api/cloudoreg/v1/sources/{source_id}/check',
+    '/api/cloudoreg/v1/sources/{source_id}/diagnosis',
     '/api/cloudoreg/v1/sources/{source_id}/history',
+    '/api/cloudoreg/v1/sysconfig',
     '/healthz',
+    '/internal/api/cloudigrade/v1/availability_status',
     '/internal/api/cloudoreg/v1/availability_status',
     '/internal/v1/dead-letters',
     '/internal/v1/events',
+    '/internal/v1/events/{id}',
     '/internal/v1/events/{id}/replay',
     '/internal/v1/sources/{source_id}/reverify',
+    '/internal/v1/status-messages/parked',
+    '/internal/v1/status-messages/{id}/retry',
+    '/internal/v1/tombstones/{application_id}',
     '/readyz'
   ])
   t.ok(served.components.schemas.Problem, 'Problem is a named schema')

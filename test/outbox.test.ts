@@ -1,6 +1,6 @@
 import t from 'tap'
-import { insertStatus, type StatusMessage } from '../src/store/outbox.js'
-import { startBareApp } from './helpers/stack.js'
+import { insertStatus, type StatusFailure, type StatusMessage } from '../src/store/outbox.js'
+import { eventually, ORG, pushNative, startBareApp, startStack } from './helpers/stack.js'
 
 t.test('when several unsent rows exist for one application, only the latest is sent, in id order', async t => {
   const app = await startBareApp(t)
@@ -96,4 +96,86 @@ t.test('a send that fails leaves its rows unsent, and the next relay sends them'
   const again: StatusMessage[] = []
   t.equal(await outbox.relay(10, async batch => { again.push(...batch) }), 1)
   t.same(again.map(m => m.applicationId), ['7'])
+})
+
+t.test('a message that cannot be delivered is parked after bounded sends and never holds back another application', async t => {
+  const app = await startBareApp(t)
+  const { pool, outbox } = app.store
+  const client = await pool.connect()
+  try {
+    for (const id of ['1', '2', '3']) await insertStatus(client, { applicationId: id, status: 'available', error: '' }, '7654321', null)
+  } finally {
+    client.release()
+  }
+  const retry = { maxAttempts: 2, delayMs: () => 0 }
+  const sent: string[] = []
+  // 2 fails for good at once; 3 fails each time (transient): parked after its second send.
+  const send = async (batch: StatusMessage[]): Promise<StatusFailure[]> => {
+    const failures: StatusFailure[] = []
+    for (const m of batch) {
+      if (m.applicationId === '2') failures.push({ id: m.id, error: 'invalid header', permanent: true })
+      else if (m.applicationId === '3') failures.push({ id: m.id, error: 'answered 500', permanent: false })
+      else sent.push(m.applicationId)
+    }
+    return failures
+  }
+  t.equal(await outbox.relay(10, send, retry), 3)
+  t.same(sent, ['1'], 'the others went out beside the failures')
+  t.equal(await outbox.relay(10, send, retry), 1, 'only 3 is sent again: 2 is parked')
+  t.equal(await outbox.relay(10, send, retry), 0, 'both parked now')
+
+  const client2 = await pool.connect()
+  try {
+    await insertStatus(client2, { applicationId: '4', status: 'unavailable', error: 'later' }, '7654321', null)
+  } finally {
+    client2.release()
+  }
+  t.equal(await outbox.relay(10, send, retry), 1)
+  t.same(sent, ['1', '4'], 'a later message of another application is not held back')
+
+  const parked = await outbox.parked(10, 0)
+  t.equal(parked.count, 2)
+  t.same(parked.data.map(m => [m.applicationId, m.attempts, m.lastError]), [['2', 1, 'invalid header'], ['3', 2, 'answered 500']])
+  t.ok(await outbox.retryParked(parked.data[1].id))
+  t.notOk(await outbox.retryParked(parked.data[1].id), 'no longer parked')
+  t.equal(await outbox.relay(10, async batch => { sent.push(...batch.map(m => m.applicationId)) }, retry), 1)
+  t.same(sent, ['1', '4', '3'], 'the retried message is sent')
+  t.equal((await outbox.parked(10, 0)).count, 1)
+})
+
+t.test('HTTP status relay: an account number the HTTP client refuses and an application sources-api always fails are parked; the rest is delivered; operators list and retry', async t => {
+  const INTERNAL_TOKEN = 'internal-token-outbox-0123456789'
+  const stack = await startStack(t, { env: { STATUS_MAX_ATTEMPTS: '2', INTERNAL_TOKEN } })
+  const auth = { authorization: `Bearer ${INTERNAL_TOKEN}` }
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: 'arn:aws:iam::123456789012:role/r' })
+  stack.sources.addSource({ sourceId: '8', applicationId: '43', authenticationId: '312', arn: 'arn:aws:iam::123456789013:role/r' })
+  stack.sources.addSource({ sourceId: '9', applicationId: '44', authenticationId: '313', arn: 'arn:aws:iam::123456789014:role/r' })
+  stack.sources.failPatches.set('43', 500)
+  const client = await stack.app.store.pool.connect()
+  try {
+    // As stored before edge validation refused such account numbers: undici will not send the header.
+    await insertStatus(client, { applicationId: '42', status: 'available', error: '' }, ORG, '12\r\n34')
+  } finally {
+    client.release()
+  }
+  for (const [app, authn] of [[43, 312], [44, 313]]) {
+    const res = await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: app, authentication_id: authn }, { 'webhook-id': `create-${app}` })
+    t.equal(res.status, 202)
+  }
+  await eventually(() => stack.sources.patches.some(p => p.applicationId === '44') ? true : undefined, 20_000, 'the PATCH of 44')
+  const list = async (): Promise<any> => (await fetch(`${stack.url}/internal/v1/status-messages/parked`, { headers: auth })).json()
+  const parked = await eventually(async () => { const l = await list(); return l.meta.count === 2 ? l : undefined }, 20_000, 'two parked messages')
+  t.same(parked.data.map((m: any) => [m.application_id, m.attempts]), [['42', 1], ['43', 2]])
+  t.match(parked.data[0].last_error, /not sent: invalid x-rh-sources-account-number header/)
+  t.match(parked.data[1].last_error, /answered 500/)
+  t.equal((await fetch(`${stack.url}/internal/v1/status-messages/parked`)).status, 401)
+  t.ok(stack.logs.some(l => l.includes('status message parked')))
+  t.match(await (await fetch(`${stack.url}/metrics`)).text(), /cloudoreg_outbox_parked 2/)
+
+  // sources-api is fixed for 43: an operator sends it again.
+  stack.sources.failPatches.delete('43')
+  t.equal((await fetch(`${stack.url}/internal/v1/status-messages/${parked.data[1].id as number}/retry`, { method: 'POST', headers: auth })).status, 202)
+  t.equal((await fetch(`${stack.url}/internal/v1/status-messages/${parked.data[1].id as number}/retry`, { method: 'POST', headers: auth })).status, 404)
+  await eventually(() => stack.sources.patches.some(p => p.applicationId === '43') ? true : undefined, 20_000, 'the PATCH of 43')
+  t.equal((await list()).meta.count, 1)
 })

@@ -75,6 +75,8 @@ t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events p
       while (next < SOURCES) {
         const i = next++
         if (k === 1) sources.authentications.get(auth(i))!.username = arn(i, 1)
+        // sources-api emits the destroy once the link is gone.
+        if (k === 2) sources.removeLinks(app(i))
         await push(i, k)
       }
     }))
@@ -149,7 +151,7 @@ t.test(`${REPLICAS} replicas on one PostgreSQL, ${SOURCES} sources × 3 events p
   t.ok(worstTakeover <= LEASE_MS + 5000, `the dead replica's sources had a new holder within LEASE_MS and a poll (worst ${worstTakeover} ms)`)
 
   await eventually(async () => {
-    const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from source_leases where expires_at > now()`)
+    const { rows } = await db.query<{ n: number }>('select count(*)::int as n from source_leases where expires_at > now()')
     return rows[0].n === 0 ? true : undefined
   }, LEASE_MS * 3, 'idle leases to be released')
 

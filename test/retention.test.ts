@@ -9,19 +9,19 @@ t.test('history older than RETENTION_DAYS is pruned; registrations, pending even
     select 'X.y', '1', '{}', 'k' || n, case when n % 4 = 0 then 'dead' when n % 4 = 1 then 'pending' else 'done' end,
            case when n % 4 = 1 then null else now() - interval '40 days' end
     from generate_series(1, 2400) n`)
-  await pool.query(`insert into inbox (event_type, org_id, body, dedupe_key, state, finished_at) values ('X.y', '1', '{}', 'recent', 'done', now())`)
+  await pool.query('insert into inbox (event_type, org_id, body, dedupe_key, state, finished_at) values (\'X.y\', \'1\', \'{}\', \'recent\', \'done\', now())')
   await pool.query(`insert into status_outbox (application_id, org_id, status, created_at, sent_at)
     values ('1', '1', 'available', now() - interval '40 days', now() - interval '40 days'), ('2', '1', 'available', now() - interval '40 days', null)`)
   await pool.query(`insert into delivery_keys (key, expires_at, created_at) values
     ('old', null, now() - interval '40 days'), ('expired', now() - interval '1 second', now()), ('fresh-hash', now() + interval '1 minute', now()), ('durable', null, now())`)
-  await pool.query(`insert into registrations (application_id, source_id, org_id, state, updated_at) values ('1', '1', '1', 'registered', now() - interval '400 days')`)
+  await pool.query('insert into registrations (application_id, source_id, org_id, state, updated_at) values (\'1\', \'1\', \'1\', \'registered\', now() - interval \'400 days\')')
 
   const pruned = await pruneOlderThan(pool, 30)
   t.same(pruned, { events: 1200, statuses: 1, deliveryKeys: 2 })
   const count = async (sql: string): Promise<number> => (await pool.query(sql)).rows[0].n
-  t.equal(await count(`select count(*)::int as n from inbox where state = 'dead'`), 600, 'dead letters kept')
-  t.equal(await count(`select count(*)::int as n from inbox where state = 'pending'`), 600, 'pending events kept')
-  t.equal(await count(`select count(*)::int as n from inbox where state = 'done'`), 1, 'recent history kept')
+  t.equal(await count('select count(*)::int as n from inbox where state = \'dead\''), 600, 'dead letters kept')
+  t.equal(await count('select count(*)::int as n from inbox where state = \'pending\''), 600, 'pending events kept')
+  t.equal(await count('select count(*)::int as n from inbox where state = \'done\''), 1, 'recent history kept')
   t.equal(await count('select count(*)::int as n from status_outbox where sent_at is null'), 1, 'unsent statuses kept')
   t.same((await pool.query('select key from delivery_keys order by key')).rows.map(r => r.key), ['durable', 'fresh-hash'])
   t.equal(await count('select count(*)::int as n from registrations'), 1, 'registrations kept')

@@ -69,7 +69,7 @@ t.test('a replica told to stop drains, releases its leases and loses nothing', a
   const { rows } = await db.query<{ state: string, n: number }>('select state, count(*)::int as n from inbox group by state')
   t.same(rows, [{ state: 'done', n }], 'every accepted push stored once and processed')
   t.equal(rhsm.mappings.size, n, 'every source mapped')
-  const { rows: regs } = await db.query<{ n: number }>(`select count(*)::int as n from registrations where state = 'registered'`)
+  const { rows: regs } = await db.query<{ n: number }>('select count(*)::int as n from registrations where state = \'registered\'')
   t.equal(regs[0].n, n)
   const statused = new Set(sources.patches.map(p => p.applicationId))
   t.equal(statused.size, n, 'every source\'s availability reached sources-api')

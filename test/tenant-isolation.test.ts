@@ -1,5 +1,5 @@
 import t from 'tap'
-import { eventually, getJson, identities, inboxStates, pushNative, startStack } from './helpers/stack.js'
+import { eventually, getJson, identities, inboxStates, ORG, pushNative, startStack, type Stack } from './helpers/stack.js'
 
 const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64')
 const A = identities.base64.user_7654321
@@ -55,4 +55,68 @@ t.test('identities without org_id, with a non-object identity, or not base64 are
       t.match(res.headers.get('content-type'), /application\/problem\+json/)
     }
   }
+})
+
+const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
+const ORG_B = { 'x-rh-sources-org-id': '1111111', 'x-rh-identity': B, 'x-rh-sources-account-number': '' }
+const REFUSED = 'refused: the application belongs to another org; nothing changed'
+
+async function pushed (res: Promise<Response>): Promise<void> {
+  const { status } = await res
+  if (status !== 202) throw new Error(`push answered ${status}`)
+}
+
+async function settled (stack: Stack): Promise<Array<{ id: number, event_type: string, state: string, outcome: string | null }>> {
+  return eventually(async () => {
+    const rows = await inboxStates(stack)
+    return rows.every(r => r.state !== 'pending') ? rows : undefined
+  }, 60_000, 'every event to end')
+}
+
+t.test('three events claiming org B and naming org A\'s application change nothing for A; A\'s history shows them refused', async t => {
+  const stack = await startStack(t)
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE, orgId: ORG })
+  await pushed(pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }, { 'webhook-id': 'a-create' }))
+  await settled(stack)
+  t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`, A)).body, { state: 'registered', mapped: true })
+
+  // The reproduction of the issue: the link destroyed, the application paused, then destroyed, each claiming org B.
+  const attack: Array<[string, Record<string, unknown>]> = [
+    ['ApplicationAuthentication.destroy', { id: 99, application_id: 42, authentication_id: 311 }],
+    ['Application.pause', { id: 42, source_id: 7, application_type_id: 5 }],
+    ['Application.destroy', { id: 42, source_id: 7, application_type_id: 5 }]
+  ]
+  for (const [type, body] of attack) await pushed(pushNative(stack.url, type, body, { ...ORG_B, 'webhook-id': `b-${type}` }))
+  const rows = await settled(stack)
+  const refused = rows.slice(1)
+  t.same(refused.map(r => [r.event_type, r.state, r.outcome]), attack.map(([type]) => [type, 'done', REFUSED]))
+
+  t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`, A)).body, { state: 'registered', mapped: true, org_id: ORG })
+  t.same(stack.rhsm.requests.map(r => r.method), ['POST'], 'no RHSM removal, with any org\'s account id')
+  t.equal(stack.rhsm.mappings.size, 1)
+  const { rows: tombstones } = await stack.app.store.pool.query('select * from destroyed_applications')
+  t.same(tombstones, [], 'no tombstone')
+  t.equal(stack.logs.filter(l => l.includes('event refused: its org does not own the application')).length, 3, 'each refusal logged')
+
+  // A's history shows the three refused events and why; B sees nothing of A's source.
+  const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`, A)
+  t.same(history.body.events.map((e: any) => [e.event_type, e.outcome]), [
+    ['ApplicationAuthentication.create', 'registered'], ...attack.map(([type]) => [type, REFUSED])
+  ])
+  t.same(history.body.audit.map((a: any) => [a.action, a.event_id]), refused.map(r => ['refused', r.id]))
+  t.equal((await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`, B)).status, 404)
+
+  // A's own re-emitted create still works: nothing was tombstoned.
+  await pushed(pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }, { 'webhook-id': 'a-create-2' }))
+  t.equal((await settled(stack)).at(-1)!.outcome, 'verified; mapping already held')
+})
+
+t.test('an Application.destroy claiming org B for an application A has not registered yet does not block A\'s create', async t => {
+  const stack = await startStack(t)
+  stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE, orgId: ORG })
+  await pushed(pushNative(stack.url, 'Application.destroy', { id: 42, source_id: 7, application_type_id: 5 }, { ...ORG_B, 'webhook-id': 'b-destroy' }))
+  await settled(stack)
+  await pushed(pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 }, { 'webhook-id': 'a-create' }))
+  t.equal((await settled(stack)).at(-1)!.outcome, 'registered')
+  t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`, A)).body, { state: 'registered', mapped: true })
 })

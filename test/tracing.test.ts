@@ -70,7 +70,7 @@ t.test('one trace follows an event across a SIGKILLed replica: both attempts, ev
   const { rows: [event] } = await db.query<{ id: string }>("select id from inbox where event_type = 'ApplicationAuthentication.create'")
   t.same(sessions, [`cloudoreg-s7-e${event.id}`, `cloudoreg-s7-e${event.id}`])
   const history = await getJson(`${survivor.url}/api/cloudoreg/v1/sources/7/history`, identities.base64.user_7654321)
-  t.match(history.body.events[0], { id: Number(event.id), trace_id: TRACE_ID, role_session_name: sessions[0], attempts: 1 })
+  t.match(history.body.timeline.find((e: any) => e.kind === 'event'), { event_id: Number(event.id), trace_id: TRACE_ID, role_session_name: sessions[0], attempts: 1 })
 
   // sources-api and RHSM received the trace on every call (undici's instrumentation injects it).
   for (const r of [...sources.requests, ...rhsm.requests]) {
@@ -140,7 +140,7 @@ t.test('tracing off: every log line about an event carries its event, source and
   t.ok(about.some(l => /will retry/.test(String(l.msg))), 'the failed attempt was logged')
   for (const l of about) t.match(l, { eventId: Number(event.id), sourceId: '7', traceId: TRACE_ID }, String(l.msg))
   const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
-  t.match(history.body.events[0], { trace_id: TRACE_ID, role_session_name: `cloudoreg-s7-e${event.id}`, attempts: 2 })
+  t.match(history.body.timeline.find((e: any) => e.kind === 'event'), { trace_id: TRACE_ID, role_session_name: `cloudoreg-s7-e${event.id}`, attempts: 2 })
   // The status PATCH carries the event's trace on (no instrumentation adds one while tracing is off).
   const patch = await eventually(() => stack.sources.requests.find(r => r.method === 'PATCH'), 20_000, 'the status PATCH')
   t.equal(patch.headers.traceparent, TRACEPARENT)
@@ -180,5 +180,5 @@ t.test('tracing on: an event whose attempts run out is one trace started at inge
   t.match(giveUp.attributes, { 'cloudoreg.error_code': 'CR5000', 'cloudoreg.outcome': 'CR5000' })
   t.equal(giveUp.spanContext().traceId, traceId)
   const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
-  t.equal(history.body.events[0].trace_id, traceId, 'the history names the trace')
+  t.equal(history.body.timeline.find((e: any) => e.kind === 'event').trace_id, traceId, 'the history names the trace')
 })

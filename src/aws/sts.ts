@@ -8,6 +8,10 @@ import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
 import { inSpan } from '../tracing/spans.js'
 
+// The SDK warns on the first client under Node 20 that its 2027 releases need Node 22; the lockfile pins
+// a release that supports 20, and the README says which Node versions cloudoreg supports.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 export interface StsOptions {
   region: string
   endpoint?: string
@@ -20,11 +24,18 @@ export interface StsOptions {
 
 export type RoleCheck =
   | { ok: true, assumedRoleArn: string }
-  | { ok: false, code: 'CG3002' | 'CG3003' | 'CG3000', reason: string }
+  | { ok: false, code: 'CG3002' | 'CG3003' | 'CG3000', reason: string, step: StsStep, awsCode: string }
+
+export type StsStep = 'AssumeRole' | 'GetCallerIdentity'
 
 export interface RoleVerifier {
   /** `sessionName` is the RoleSessionName: the customer's CloudTrail shows it on the AssumeRole entry. */
   verifyRole: (r: { roleArn: string, awsAccountId: string, externalId: string, sessionName: string }) => Promise<RoleCheck>
+  /**
+   * The AWS account cloudoreg verifies from (GetCallerIdentity on its own credentials): the
+   * principal a customer's trust policy names. Learnt once, then cached; a failure is not.
+   */
+  ownAccountId: () => Promise<string>
   close: () => void
 }
 
@@ -54,16 +65,16 @@ export function roleSessionName (sourceId: string, eventId: number): string {
 }
 
 /** Splits AWS failures into customer outcomes (returned) and retryable ones (thrown). */
-function classify (err: AwsError, step: 'AssumeRole' | 'GetCallerIdentity'): RoleCheck {
+function classify (err: AwsError, step: StsStep): RoleCheck {
   const status = err.$metadata?.httpStatusCode
   let kind: UpstreamErrorKind | undefined
   if (THROTTLING.has(err.name) || status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
   else if (step === 'AssumeRole' && OWN_CREDENTIALS.has(err.name)) kind = 'misconfigured'
   if (kind !== undefined) throw new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)
   if (err.name === 'AccessDenied' || err.name === 'AccessDeniedException') {
-    return { ok: false, code: 'CG3002', reason: `${step}: access denied` }
+    return { ok: false, code: 'CG3002', reason: `${step}: access denied`, step, awsCode: err.name }
   }
-  return { ok: false, code: 'CG3000', reason: `${step}: ${err.name}` }
+  return { ok: false, code: 'CG3000', reason: `${step}: ${err.name}`, step, awsCode: err.name }
 }
 
 export interface SigningKey {
@@ -181,7 +192,21 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
     })
   }
 
+  let ownAccount: Promise<string> | undefined
+
   return {
+    ownAccountId () {
+      ownAccount ??= timed('GetCallerIdentity', {}, () => client.send(new GetCallerIdentityCommand({})), r => r.$metadata.httpStatusCode).then(r => {
+        if (r.Account === undefined || !/^\d{12}$/.test(r.Account)) throw new UpstreamError('sts', 'transient', 'GetCallerIdentity returned no account')
+        return r.Account
+      }, (err: AwsError) => {
+        const status = err.$metadata?.httpStatusCode
+        throw new UpstreamError('sts', OWN_CREDENTIALS.has(err.name) ? 'misconfigured' : 'transient', `GetCallerIdentity failed: ${err.name}`, status)
+      })
+      // Only a success is kept: the next caller tries again.
+      ownAccount.catch(() => { ownAccount = undefined })
+      return ownAccount
+    },
     async verifyRole ({ roleArn, awsAccountId, externalId, sessionName }) {
       let assumed
       const attributes = { 'cloud.account.id': awsAccountId, 'aws.sts.role_session_name': sessionName }
@@ -196,12 +221,12 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
         return classify(err as AwsError, 'AssumeRole')
       }
       const c = assumed.Credentials
-      if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials' }
+      if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials', step: 'AssumeRole', awsCode: 'NoCredentials' }
       const key = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken }
       try {
         const arn = await timed('GetCallerIdentity', { 'cloud.account.id': awsAccountId }, () => callerIdentity(key), () => 200)
         if (!/^arn:aws(-us-gov|-cn)?:sts::\d{12}:assumed-role\//.test(arn)) {
-          return { ok: false, code: 'CG3003', reason: 'the session is not an assumed role' }
+          return { ok: false, code: 'CG3003', reason: 'the session is not an assumed role', step: 'GetCallerIdentity', awsCode: `Arn ${arn}` }
         }
         return { ok: true, assumedRoleArn: arn }
       } catch (err) {

@@ -20,3 +20,10 @@ export interface IncomingEvent {
 
 /** Event type of cloudoreg's own re-verification, queued by the availability check and the operator routes. */
 export const CHECK_EVENT = 'cloudoreg.check'
+
+/**
+ * The channel an event came in by, which its dedupe key belongs to: the direct Kafka consumer, or a
+ * push by how it authenticated: `token` (bearer or dapr-api-token), `signed` (Standard Webhooks),
+ * `open` (no push authentication configured).
+ */
+export type PushChannel = 'token' | 'signed' | 'open'

@@ -46,3 +46,20 @@ export function queueKeyFor (eventType: string, body: Record<string, unknown>): 
   }
   return app === null ? null : appKey(app)
 }
+
+/**
+ * The source an event names by itself, so that the status API can show it waiting before
+ * anything was read from sources-api; null when only sources-api can tell (e.g. a create,
+ * which names the application). The pipeline records the source once it learns it.
+ */
+export function sourceIdFor (eventType: string, body: Record<string, unknown>): string | null {
+  const [resource] = eventType.split('.')
+  if (resource === 'Source') return numericId(body.id)
+  if (resource === 'Application' || resource === 'cloudoreg') return numericId(body.source_id)
+  return null
+}
+
+/** The application an `app:` key names; null for any other key. */
+export function applicationOfKey (key: string | null): string | null {
+  return key?.startsWith(APP_KEY_PREFIX) === true ? key.slice(APP_KEY_PREFIX.length) : null
+}

@@ -3,6 +3,7 @@ import { backoffDelay, type Backoff } from '../backoff.js'
 import { KAFKA_RETRY, kafkaClient, type KafkaConnection } from '../kafka/client.js'
 import type { Logger } from '../log.js'
 import type { IncomingEvent } from '../events/event.js'
+import { UnstorableError } from '../store/inbox.js'
 import { normaliseKafkaRecord } from './normalise.js'
 
 /** What happened to one batch of records, after its offset was committed. */
@@ -79,19 +80,28 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
 
   async function eachBatch ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return
-    const events: IncomingEvent[] = []
+    let events: IncomingEvent[] = []
+    const offsets: string[] = []
     let skipped = 0
+    // Never the value or the headers: they may carry an identity. Retrying cannot fix the record, and
+    // holding its offset would stop the partition for good, so it is skipped past (and counted).
+    const skip = (offset: string, reason: string): void => {
+      skipped++
+      o.log.error({ topic: batch.topic, partition: batch.partition, offset, reason: safeReason(reason) },
+        'Kafka record skipped: it can never be stored')
+    }
     for (const m of batch.messages) {
       const r = normaliseKafkaRecord({ topic: batch.topic, partition: batch.partition, offset: m.offset, value: m.value, headers: m.headers })
-      if (r.ok) {
-        events.push(r.event)
+      if (!r.ok) {
+        skip(m.offset, r.detail)
         continue
       }
-      // Never the value or the headers: they may carry an identity. Retrying cannot fix the record, and
-      // holding its offset would stop the partition for good, so it is skipped past (and counted).
-      skipped++
-      o.log.error({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason: safeReason(r.detail) },
-        'Kafka record skipped: it can never be stored')
+      events.push(r.event)
+      offsets.push(m.offset)
+      if (r.notes.length > 0) {
+        o.log.warn({ topic: batch.topic, partition: batch.partition, offset: m.offset, notes: r.notes.map(safeReason) },
+          'Kafka record stored without what it could not use')
+      }
     }
 
     let ids: Array<number | null> = []
@@ -100,7 +110,25 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
       // sends a heartbeat only when heartbeatInterval has passed).
       const beat = setInterval(() => { heartbeat().catch(() => {}) }, 1000)
       try {
-        ids = await o.store(events)
+        try {
+          ids = await o.store(events)
+        } catch (err) {
+          if (!(err instanceof UnstorableError)) throw err
+          // The database refused a record the checks above let through: store them one by one, in
+          // order, and skip only those it refuses.
+          const kept: IncomingEvent[] = []
+          ids = []
+          for (const [i, event] of events.entries()) {
+            try {
+              ids.push(...await o.store([event]))
+              kept.push(event)
+            } catch (e) {
+              if (!(e instanceof UnstorableError)) throw e
+              skip(offsets[i], e.message)
+            }
+          }
+          events = kept
+        }
       } catch (err) {
         o.log.error({ err, topic: batch.topic, partition: batch.partition, offset: batch.firstOffset() },
           'storing consumed Kafka records failed; they will be read again')

@@ -8,6 +8,8 @@ export interface LeaseKeeperOptions {
   /** The keys this replica has work on right now: renewed while present, released once gone. */
   active: ReadonlyMap<string, unknown>
   log: Logger
+  /** Checks the database after a failure: while it is lost (the health monitor said so once), failures here are not logged again. */
+  databaseDown?: () => Promise<boolean>
 }
 
 export interface LeaseKeeper {
@@ -66,9 +68,9 @@ export function createLeaseKeeper (o: LeaseKeeperOptions): LeaseKeeper {
         // Not a key whose queue emptied meanwhile: nothing would forget it, and it could never be taken again.
         lose(active.filter(key => !kept.has(key) && o.active.has(key)))
       } catch (err) {
-        o.log.error({ err }, 'renewing leases failed')
         // Past the lease, another replica may run these keys: stop starting their events here.
         if (Date.now() - lastRenewal >= o.leaseMs) lose(active.filter(key => o.active.has(key)))
+        if (await o.databaseDown?.() !== true) o.log.error({ err }, 'renewing leases failed')
       }
     })
   }

@@ -2,13 +2,15 @@ import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { backoffDelay, type Backoff } from '../backoff.js'
-import type { Logger } from '../log.js'
+import { applicationOfKey } from '../events/keys.js'
+import { loggedId, type Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
 import type { LeasableEvent } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
+import { traceIdOf } from '../tracing/context.js'
 import { correlationOf } from '../tracing/correlation.js'
 import type { LeaseKeeper } from './lease-keeper.js'
 
@@ -17,12 +19,12 @@ export interface EventContext {
   tenant: Tenant
   /** 1 for the first attempt. */
   attempt: number
-  /** Carries the event's correlation (event, source and trace ids); a handler that learns the source id adds it. */
+  /** Carries the event's correlation (event, source and trace ids); knowSource adds the source id once learnt. */
   log: Logger
   /** Survives from one attempt to the next of this event (not across restarts). */
   memo: Record<string, unknown>
-  /** The source the event concerns, once known (from the event, else from what the handler read). */
-  sourceId?: string
+  /** The source the event concerns, once known; a handler sets it (with knowSource) when it learns it from sources-api. */
+  sourceId: string | null
 }
 
 export interface EventHandler {
@@ -61,6 +63,25 @@ export interface Runner {
   running: () => number
 }
 
+/** One line per finished event: what support greps for first. */
+export function logFinished (log: Logger, event: InboxEvent, e: { state: EventEnd['state'], outcome: Outcome, attempts: number, durationMs: number, sourceId: string | null }): void {
+  const { registration, status } = e.outcome
+  log.info({
+    eventId: event.id,
+    eventType: event.eventType,
+    traceId: traceIdOf(event.trace.traceparent),
+    orgId: event.orgId,
+    sourceId: e.sourceId ?? registration?.sourceId ?? event.sourceId,
+    applicationId: registration?.applicationId ?? applicationOfKey(event.queueKey),
+    state: e.state,
+    outcome: e.outcome.note,
+    status: status?.status ?? null,
+    errorCode: status?.status === 'unavailable' ? registration?.lastErrorCode ?? null : null,
+    attempts: e.attempts,
+    durationMs: e.durationMs
+  }, 'event finished')
+}
+
 /** A database hiccup while recording an outcome: retried until it passes. */
 const RECORD_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
@@ -70,8 +91,8 @@ export function createRunner (o: RunnerOptions): Runner {
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, o.stopping)
 
-  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, log: Logger): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, trace: event.trace }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null, log: Logger): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, sourceId, trace: event.trace }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 1; ; failures++) {
       try {
@@ -88,13 +109,23 @@ export function createRunner (o: RunnerOptions): Runner {
       }
     }
     o.metrics.eventEnded(event.eventType, state, (Date.now() - startedAt) / 1000)
+    logFinished(o.log, event, { state, outcome, attempts, durationMs: Date.now() - startedAt, sourceId })
     if (outcome.status) o.onOutcome()
   }
 
   async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
     const correlation = correlationOf(event)
-    let log = o.log.child({ eventType: event.eventType, queueKey: event.leaseKey, deliveryId: event.deliveryId, ...correlation })
-    let sourceId = correlation.sourceId
+    // Recorded with the event: only what the event names by itself (its stored source) or what sources-api says.
+    let sourceId = event.sourceId
+    const loggedSource = sourceId ?? correlation.sourceId
+    let log = o.log.child({
+      eventType: event.eventType,
+      queueKey: event.leaseKey,
+      deliveryId: loggedId(event.deliveryId),
+      eventId: correlation.eventId,
+      traceId: correlation.traceId,
+      ...(loggedSource === undefined ? {} : { sourceId: loggedSource })
+    })
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
     let attempts = event.attempts
@@ -125,7 +156,7 @@ export function createRunner (o: RunnerOptions): Runner {
       log = ctx.log
       sourceId = ctx.sourceId
       if (result.outcome !== undefined) {
-        await end(event, attempts, 'done', result.outcome, startedAt, log)
+        await end(event, attempts, 'done', result.outcome, startedAt, sourceId, log)
         return
       }
       const err = result.err
@@ -139,13 +170,13 @@ export function createRunner (o: RunnerOptions): Runner {
       // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
       if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
         log.warn({ attempts, error: message }, 'giving up on event')
-        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, log)
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
         return
       }
       wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
       log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
       // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
-      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message)
+      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)
         .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
     }
   }

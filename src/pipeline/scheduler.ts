@@ -3,7 +3,7 @@ import PQueue from 'p-queue'
 import type { LeasableEvent, Leases } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { createLeaseKeeper } from './lease-keeper.js'
-import { createRunner, type EventHandler, type RunnerOptions } from './runner.js'
+import { createRunner, logFinished, type EventHandler, type RunnerOptions } from './runner.js'
 
 export interface SchedulerOptions extends Omit<RunnerOptions, 'keeper' | 'stopping'> {
   inbox: Inbox
@@ -15,6 +15,8 @@ export interface SchedulerOptions extends Omit<RunnerOptions, 'keeper' | 'stoppi
   handlerFor: (eventType: string) => EventHandler | undefined
   /** Most events held in memory at once; the rest wait in the inbox. */
   window: number
+  /** Checks the database after a failure: while it is lost (the health monitor said so once), failures here are not logged again. */
+  databaseDown?: () => Promise<boolean>
 }
 
 export interface Scheduler {
@@ -38,7 +40,7 @@ const PAGE = 500
 export function createScheduler (o: SchedulerOptions): Scheduler {
   const queues = new Map<string, PQueue>()
   const stopping = new AbortController()
-  const keeper = createLeaseKeeper({ leases: o.leases, leaseMs: o.leaseMs, active: queues, log: o.log })
+  const keeper = createLeaseKeeper({ leases: o.leases, leaseMs: o.leaseMs, active: queues, log: o.log, databaseDown: o.databaseDown })
   const runner = createRunner({ ...o, keeper, stopping: stopping.signal })
   /** Ids of the events held in memory, which the next read skips. */
   const held = new Set<number>()
@@ -93,7 +95,10 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
         }
         if (ignored.length > 0) {
           await o.inbox.markIgnored(ignored.map(e => e.id), 'no action for this event type')
-          for (const e of ignored) o.metrics.eventEnded(e.eventType, 'ignored', 0)
+          for (const e of ignored) {
+            o.metrics.eventEnded(e.eventType, 'ignored', 0)
+            logFinished(o.log, e, { state: 'ignored', outcome: { note: 'no action for this event type' }, attempts: 0, durationMs: 0, sourceId: e.sourceId })
+          }
         }
         // Another replica may have taken a free key since the read: its events are that replica's.
         const taken = await o.leases.take([...new Set(runnable.map(r => r.event.leaseKey))])
@@ -119,9 +124,9 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
     }
     pulling = true
     pull()
-      .catch((err: Error) => {
-        o.log.error({ err }, 'reading the inbox failed; retrying shortly')
+      .catch(async (err: Error) => {
         setTimeout(wake, 1000).unref()
+        if (await o.databaseDown?.() !== true) o.log.error({ err }, 'reading the inbox failed; retrying shortly')
       })
       .finally(() => {
         pulling = false

@@ -9,6 +9,8 @@ export interface Application {
   id: string
   sourceId: string
   applicationTypeId: string
+  /** sources-api's `paused_at` is set: the customer paused the application. */
+  paused: boolean
 }
 
 export interface Authentication {
@@ -44,7 +46,7 @@ export interface SourcesClient {
 }
 
 function toApplication (app: Record<string, unknown>): Application {
-  return { id: str(app.id), sourceId: str(app.source_id), applicationTypeId: str(app.application_type_id) }
+  return { id: str(app.id), sourceId: str(app.source_id), applicationTypeId: str(app.application_type_id), paused: str(app.paused_at) !== '' }
 }
 
 function dataOf (body: unknown, what: string): Array<Record<string, unknown>> {

@@ -1,13 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
-import type { Outbox, StatusMessage } from '../store/outbox.js'
+import type { Outbox, StatusFailure, StatusMessage, StatusRetry } from '../store/outbox.js'
 import { traceHeaders } from '../tracing/context.js'
 
 export interface StatusSink {
   name: string
-  /** Resolves only once every message was accepted (e.g. acknowledged by the broker). */
-  send: (messages: StatusMessage[]) => Promise<void>
+  /**
+   * Resolves once every message was accepted (e.g. acknowledged by the broker), except those it
+   * names as failed; rejects when the sink itself is unreachable (nothing is then blamed on a message).
+   */
+  send: (messages: StatusMessage[]) => Promise<StatusFailure[] | undefined | void>
   close: () => Promise<void>
 }
 
@@ -18,6 +21,10 @@ export interface StatusRelayOptions {
   /** How often to look for unsent rows without being woken (rows left by a crash, failed sends). */
   pollMs: number
   batchSize?: number
+  /** Sends of a failed message before it is parked, and the delay between them. */
+  retry: StatusRetry
+  /** Checks the database after a failure: while it is lost (said once by its health monitor), failures are not logged. */
+  databaseDown?: () => Promise<boolean>
 }
 
 export interface StatusRelay {
@@ -54,10 +61,21 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
 
   async function run (): Promise<void> {
     let failures = 0
+    // eslint-disable-next-line no-unmodified-loop-condition -- stop() sets it while this loop awaits
     while (!stopped) {
       woken = false
       try {
-        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => { await o.sink.send(batch) })
+        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => {
+          const failures = await o.sink.send(batch) ?? []
+          const byId = new Map(batch.map(m => [m.id, m]))
+          for (const f of failures) {
+            const m = byId.get(f.id)!
+            const parked = f.permanent || m.attempts + 1 >= o.retry.maxAttempts
+            o.log.warn({ statusId: m.id, applicationId: m.applicationId, attempts: m.attempts + 1, error: f.error, sink: o.sink.name },
+              parked ? 'status message parked: an operator can retry it (GET /internal/v1/status-messages/parked)' : 'status message not delivered; will retry')
+          }
+          return failures
+        }, o.retry)
         if (sent === 0) {
           if (draining) return
           await idle(o.pollMs)
@@ -69,7 +87,9 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
       } catch (err) {
         failures++
         const delay = backoffDelay(SEND_BACKOFF, failures)
-        if (failures === 1 || failures % 10 === 0) o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        if ((failures === 1 || failures % 10 === 0) && await o.databaseDown?.() !== true) {
+          o.log.warn({ err, sink: o.sink.name, failures }, 'sending status messages failed; will retry')
+        }
         if (draining) return
         await sleep(delay)
       }

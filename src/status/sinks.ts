@@ -1,5 +1,6 @@
 import { context } from '@opentelemetry/api'
 import type { SourcesClient } from '../sources/client.js'
+import type { StatusFailure } from '../store/outbox.js'
 import { traceHeaders } from '../tracing/context.js'
 import { contextOf } from '../tracing/spans.js'
 import { UpstreamError } from '../upstream/errors.js'
@@ -14,6 +15,7 @@ export function httpStatusSink (sources: SourcesClient, traced: boolean): Status
   return {
     name: 'http',
     async send (messages) {
+      const failures: StatusFailure[] = []
       for (const m of messages) {
         try {
           const tenant = { orgId: m.orgId, accountNumber: m.accountNumber }
@@ -21,10 +23,16 @@ export function httpStatusSink (sources: SourcesClient, traced: boolean): Status
           else if (traced) await context.with(contextOf(m.trace), () => sources.reportAvailability(m.applicationId, tenant, m.status, m.error))
           else await sources.reportAvailability(m.applicationId, tenant, m.status, m.error, traceHeaders(m.trace))
         } catch (err) {
+          if (!(err instanceof UpstreamError)) throw err
           // A deleted application has no status left to receive.
-          if (!(err instanceof UpstreamError && err.kind === 'not_found')) throw err
+          if (err.kind === 'not_found') continue
+          // sources-api unreachable, or refusing our own credentials: every message waits, none is to blame.
+          if (err.kind === 'misconfigured' || (err.kind === 'transient' && err.status === undefined)) throw err
+          // This message's own failure (an answer about it, or a request that cannot be built): the others go on.
+          failures.push({ id: m.id, error: err.message, permanent: err.kind === 'rejected' })
         }
       }
+      return failures
     },
     async close () {}
   }

@@ -10,6 +10,8 @@ import { inTransaction } from './transaction.js'
 export interface Database {
   pool: pg.Pool
   embedded: boolean
+  /** The embedded server's data directory (absolute); undefined with DATABASE_URL. */
+  dataDir?: string
   close: () => Promise<void>
 }
 
@@ -19,8 +21,15 @@ export interface DatabaseOptions {
   caPath?: string
   dataDir: string
   embeddedPort: number
+  /** Connections at most (DATABASE_POOL_SIZE). */
+  poolSize: number
+  /** How long a query may wait for a connection (DATABASE_TIMEOUT_MS). */
+  timeoutMs: number
   log: Logger
 }
+
+/** No statement of the service runs this long; one that does is stuck, and holds a connection. */
+const STATEMENT_TIMEOUT_MS = 60_000
 
 // Any number with a fixed value works: it only serialises concurrent migrators.
 const MIGRATION_LOCK = 4242_0001
@@ -28,6 +37,8 @@ const MIGRATION_LOCK = 4242_0001
 export async function migrate (pool: pg.Pool): Promise<number> {
   const client = await pool.connect()
   try {
+    // A migration may rewrite a large table, and another replica's migration may hold the lock a while.
+    await client.query('set statement_timeout = 0')
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK])
     await client.query('create table if not exists schema_migrations (version integer primary key, applied_at timestamptz not null default now())')
     const { rows } = await client.query<{ version: number }>('select coalesce(max(version), 0) as version from schema_migrations')
@@ -41,6 +52,7 @@ export async function migrate (pool: pg.Pool): Promise<number> {
     return migrations.length - current
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => {})
+    await client.query('reset statement_timeout').catch(() => {})
     client.release()
   }
 }
@@ -108,13 +120,20 @@ function readPem (path: string, setting: string): string {
 }
 
 /** Connects to DATABASE_URL, or starts the embedded server under DATA_DIR; then migrates. */
-export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort, log }: DatabaseOptions): Promise<Database> {
+export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort, poolSize, timeoutMs, log }: DatabaseOptions): Promise<Database> {
   // Before the embedded server starts: a TLS setting that cannot work stops start-up at once.
   const connection = databaseUrl === undefined ? undefined : poolConnection(databaseUrl, caPath)
   const embedded = databaseUrl === undefined
     ? await startEmbeddedPostgres({ dataDir, port: embeddedPort, log })
     : undefined
-  const pool = new pg.Pool({ ...(connection ?? { connectionString: embedded!.url }), max: 20 })
+  const pool = new pg.Pool({
+    ...(connection ?? { connectionString: embedded!.url }),
+    max: poolSize,
+    // Bounded waits: a database that does not answer turns into 503s and retries, not a growing pile of requests.
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: STATEMENT_TIMEOUT_MS
+  })
   // An idle client losing its server must not crash the process; the next query reports it.
   // The error carries its pg client, connection settings included: log only what went wrong.
   pool.on('error', (err: Error & { code?: string }) => log.warn({ error: err.message, code: err.code }, 'idle database connection lost'))
@@ -129,6 +148,7 @@ export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort
   return {
     pool,
     embedded: embedded !== undefined,
+    dataDir: embedded?.dataDir,
     async close () {
       await pool.end()
       await embedded?.stop()

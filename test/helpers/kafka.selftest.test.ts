@@ -20,16 +20,16 @@ import {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Tracks a promise's state without consuming its rejection. */
-function track<T>(p: Promise<T>): { settled: () => boolean; promise: Promise<T> } {
+function track<T> (p: Promise<T>): { settled: () => boolean; promise: Promise<T> } {
   let settled = false
   p.then(
     () => (settled = true),
-    () => (settled = true),
+    () => (settled = true)
   )
   return { settled: () => settled, promise: p }
 }
 
-function newProducer(brokers: string[], clientId: string): Producer {
+function newProducer (brokers: string[], clientId: string): Producer {
   const kafka = new Kafka({ ...kafkaClientDefaults, clientId, logLevel: kafkaTestLogLevel, brokers })
   return kafka.producer({ ...kafkaProducerDefaults })
 }
@@ -73,7 +73,7 @@ t.test('kafka helpers against the kcat mock cluster', async (t) => {
     t.same(
       got.map((m) => m.value),
       ['{"seq":1}', '{"seq":2}', '{"seq":3}'],
-      'values in order (same key -> same partition)',
+      'values in order (same key -> same partition)'
     )
     for (const [i, m] of got.entries()) {
       t.equal(m.key, 'account-42', `message ${i + 1} key`)
@@ -85,7 +85,7 @@ t.test('kafka helpers against the kcat mock cluster', async (t) => {
     await t.rejects(
       collector.waitFor((ms) => ms.length >= 4, 300),
       /timed out after \d+ ms; 3 message\(s\) arrived/,
-      'waitFor timeout says how many messages arrived',
+      'waitFor timeout says how many messages arrived'
     )
   })
 
@@ -120,7 +120,7 @@ t.test('kafka helpers against the kcat mock cluster', async (t) => {
     t.same(
       got.map((m) => m.value),
       ['before', 'during-stall'],
-      'collected exactly once, in order (no duplicate from a retry)',
+      'collected exactly once, in order (no duplicate from a retry)'
     )
   })
 
@@ -143,7 +143,7 @@ t.test('kafka helpers against the kcat mock cluster', async (t) => {
         const tConnected = Date.now()
         const res = await late.send({ topic, acks: -1, messages: [{ key: 'k', value: 'after-outage' }] })
         return { tConnected, res }
-      })(),
+      })()
     )
     await sleep(20_000)
     t.notOk(work.settled(), 'connect+send neither succeeds nor fails during a 20 s stall')
@@ -154,7 +154,7 @@ t.test('kafka helpers against the kcat mock cluster', async (t) => {
     const tDone = Date.now()
     t.comment(
       `connect during stall: connected ${fmt(tConnected - tResume)} after resume, ` +
-        `send done ${fmt(tDone - tResume)} after resume (${fmt(tDone - tStart)} total)`,
+        `send done ${fmt(tDone - tResume)} after resume (${fmt(tDone - tStart)} total)`
     )
     t.equal(res[0]?.errorCode, 0, 'send acknowledged')
     t.ok(tDone - tResume < 5_000, 'recovers promptly after resume')
@@ -213,6 +213,6 @@ t.test('kafka helpers against the kcat mock cluster', async (t) => {
       const copiesNow = collector.messages.filter((m) => m.value === 'long-outage').length
       t.comment(`copies collected: ${copiesNow} (at-least-once: duplicates are possible after timeouts)`)
       t.ok(copies >= 1, 'message collected')
-    },
+    }
   )
 })

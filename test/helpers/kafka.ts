@@ -159,7 +159,7 @@ export interface MockKafka {
 }
 
 /** Scheduler state letter of every thread of `pid` ('T' = stopped), or null without /proc. */
-function threadStates(pid: number): string[] | null {
+function threadStates (pid: number): string[] | null {
   try {
     return readdirSync(`/proc/${pid}/task`).map((tid) => {
       try {
@@ -175,7 +175,7 @@ function threadStates(pid: number): string[] | null {
 }
 
 /** Poll until `done(states)` holds (or, without /proc, just wait a moment). */
-async function waitForThreads(pid: number, what: string, done: (states: string[]) => boolean): Promise<void> {
+async function waitForThreads (pid: number, what: string, done: (states: string[]) => boolean): Promise<void> {
   const deadline = Date.now() + 2_000
   for (;;) {
     const states = threadStates(pid)
@@ -189,7 +189,7 @@ async function waitForThreads(pid: number, what: string, done: (states: string[]
 const liveChildren = new Set<ChildProcess>()
 let exitHandlerInstalled = false
 
-function killAllSync(): void {
+function killAllSync (): void {
   for (const child of liveChildren) {
     try {
       child.kill('SIGKILL') // also kills a stopped process
@@ -200,7 +200,7 @@ function killAllSync(): void {
   liveChildren.clear()
 }
 
-function installExitHandler(): void {
+function installExitHandler (): void {
   if (exitHandlerInstalled) return
   exitHandlerInstalled = true
   process.on('exit', killAllSync)
@@ -212,7 +212,10 @@ function installExitHandler(): void {
  * when util-linux's setpriv is present, also by the kernel if this process
  * dies from a signal (parent-death signal), so no kcat is ever left behind.
  */
-export async function startMockKafka(): Promise<MockKafka> {
+export async function startMockKafka (): Promise<MockKafka> {
+  if (!existsSync(KCAT)) {
+    throw new Error(`startMockKafka: kcat is not at ${KCAT}: install it (apt-get install -y kcat; .ci/run does) or point KCAT_BIN at it`)
+  }
   installExitHandler()
   const kcatArgs = ['-b', 'localhost:1', '-X', 'test.mock.num.brokers=3', '-d', 'mock', '-t', 'warmup', '-C']
   const [cmd, args] = existsSync(SETPRIV)
@@ -243,7 +246,7 @@ export async function startMockKafka(): Promise<MockKafka> {
     }
     const timer = setTimeout(
       () => fail(`no "bootstrap.servers=" on kcat stderr within ${STARTUP_TIMEOUT_MS} ms`),
-      STARTUP_TIMEOUT_MS,
+      STARTUP_TIMEOUT_MS
     )
     child.once('error', (err) => fail(`cannot spawn ${cmd}: ${err.message}`))
     child.once('exit', (code, signal) => fail(`kcat exited early (code ${code}, signal ${signal})`))
@@ -271,15 +274,15 @@ export async function startMockKafka(): Promise<MockKafka> {
   return {
     brokers,
     pid,
-    async pause() {
+    async pause () {
       signal('SIGSTOP')
       if (!exited) await waitForThreads(pid, 'stopped', (st) => st.every((c) => c === 'T' || c === 't' || c === '?'))
     },
-    async resume() {
+    async resume () {
       signal('SIGCONT')
       if (!exited) await waitForThreads(pid, 'resumed', (st) => !st.some((c) => c === 'T'))
     },
-    async stop() {
+    async stop () {
       signal('SIGCONT')
       signal('SIGKILL')
       await exitedPromise
@@ -333,22 +336,22 @@ export interface CollectTopicOptions {
   kafkaConfig?: Partial<Omit<KafkaConfig, 'brokers'>>
 }
 
-function headerToString(v: IHeaders[string]): string {
+function headerToString (v: IHeaders[string]): string {
   if (v === undefined) return ''
   if (Array.isArray(v)) return v.map((x) => x.toString()).join(',')
   return v.toString()
 }
 
-function describe(messages: readonly CollectedMessage[]): string {
+function describe (messages: readonly CollectedMessage[]): string {
   const last = messages.slice(-5).map((m) => `${m.partition}@${m.offset} key=${m.key} value=${m.value.slice(0, 80)}`)
   return last.length ? `; last: [${last.join(' | ')}]` : ''
 }
 
 /** Consume `topic` with a fresh kafkajs consumer group and record every message. */
-export async function collectTopic(
+export async function collectTopic (
   brokers: string[],
   topic: string,
-  opts: CollectTopicOptions = {},
+  opts: CollectTopicOptions = {}
 ): Promise<TopicCollector> {
   const groupId = opts.groupId ?? `collector-${topic}-${randomUUID()}`
   const kafka = new Kafka({
@@ -395,10 +398,10 @@ export async function collectTopic(
       let timer: NodeJS.Timeout | undefined
       await Promise.race([
         joinedPromise,
-        new Promise<never>((_, reject) => {
+        new Promise<never>((_resolve, reject) => {
           timer = setTimeout(
             () => reject(new Error(`collectTopic(${topic}): consumer did not join group ${groupId} within ${joinTimeoutMs} ms`)),
-            joinTimeoutMs,
+            joinTimeoutMs
           )
         }),
       ]).finally(() => clearTimeout(timer))
@@ -413,7 +416,7 @@ export async function collectTopic(
     topic,
     groupId,
     messages,
-    waitFor(predicate, timeoutMs = 15_000) {
+    waitFor (predicate, timeoutMs = 15_000) {
       if (stopped) return Promise.reject(new Error(`collectTopic(${topic}): collector is stopped`))
       return new Promise<CollectedMessage[]>((resolve, reject) => {
         const started = Date.now()
@@ -433,8 +436,8 @@ export async function collectTopic(
           fail(
             new Error(
               `collectTopic(${topic}): waitFor timed out after ${Date.now() - started} ms; ` +
-                `${messages.length} message(s) arrived${describe(messages)}`,
-            ),
+                `${messages.length} message(s) arrived${describe(messages)}`
+            )
           )
         }, timeoutMs)
         const done = (): void => {
@@ -447,7 +450,7 @@ export async function collectTopic(
         waiter.check()
       })
     },
-    async stop() {
+    async stop () {
       if (stopped) return
       stopped = true
       for (const fail of [...waiterRejects]) fail(new Error(`collectTopic(${topic}): collector stopped`))

@@ -59,7 +59,7 @@ export async function startReplicas (t: Teardown, count: number, env: Record<str
 
 /** Leases held by the server process with this pid (owners are host/pid/random). */
 export async function leasesOf (db: pg.Client, pid: number): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from source_leases where owner like '%/' || $1 || '/%'`, [String(pid)])
+  const { rows } = await db.query<{ n: number }>('select count(*)::int as n from source_leases where owner like \'%/\' || $1 || \'/%\'', [String(pid)])
   return rows[0].n
 }
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildApp, type AppOptions } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startFakeRhsm, type FakeRhsm } from './fake-rhsm.js'
@@ -143,6 +143,19 @@ export async function pushNative (url: string, eventType: string, body: unknown,
   })
 }
 
+/**
+ * Sends a request again while it answers 503 (load shedding on a busy machine), as a bridge
+ * or a client honouring Retry-After would; anything else is the answer.
+ */
+export async function untilNot503 (send: () => Promise<Response>, attempts = 100): Promise<Response> {
+  for (let i = 1; ; i++) {
+    const res = await send()
+    if (res.status !== 503 || i >= attempts) return res
+    await res.arrayBuffer()
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
+
 export async function getJson (url: string, identity: string = identities.base64.user_7654321): Promise<{ status: number, body: any }> {
   const res = await fetch(url, { headers: { 'x-rh-identity': identity } })
   return { status: res.status, body: await res.json() }
@@ -165,14 +178,23 @@ export async function inboxStates (stack: Stack): Promise<Array<{ id: number, ev
   return rows
 }
 
-/** The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests (fastify.inject). */
-export async function startBareApp (t: Teardown, env: Record<string, string> = {}): Promise<FastifyInstance> {
+/**
+ * The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests
+ * (fastify.inject). With `logs`, every log line is also kept there (set LOG_LEVEL in `env` to see any).
+ */
+export async function startBareApp (t: Teardown, env: Record<string, string> = {}, logs?: string[]): Promise<FastifyInstance> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bare-'))
   recordEnvSecrets(env)
   const logFile = serverLogPath()
   const app = await buildApp({
     config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...env }),
-    logStream: new Writable({ write (chunk, _encoding, done) { appendFileSync(logFile, chunk); done() } })
+    logStream: new Writable({
+      write (chunk, _encoding, done) {
+        logs?.push(chunk.toString())
+        appendFileSync(logFile, chunk)
+        done()
+      }
+    })
   })
   t.teardown(async () => {
     await app.close()
@@ -193,5 +215,18 @@ export function createRecord (offset: number, applicationId: number, authenticat
       { key: 'event_type', value: Buffer.from('ApplicationAuthentication.create').toString('base64') },
       { key: 'x-rh-sources-org-id', value: Buffer.from(ORG).toString('base64') }
     ]
+  }
+}
+
+/**
+ * fastify.inject, sent again (up to 50 times, 200 ms apart) while load shedding answers 503 "overloaded" or
+ * "memory", as a bridge would: on a busy machine that 503 says nothing about the request itself. `onShed` counts them.
+ */
+export async function injectPastShedding (app: FastifyInstance, options: InjectOptions, onShed: () => void = () => {}): Promise<LightMyRequestResponse> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await app.inject(options)
+    if (res.statusCode !== 503 || !/overloaded|memory/.test(res.body) || attempt === 50) return res
+    onShed()
+    await new Promise(resolve => setTimeout(resolve, 200))
   }
 }

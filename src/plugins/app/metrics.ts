@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../../config.js'
 import { createMetrics, type Metrics } from '../../metrics.js'
-import { listenWithApp } from '../infrastructure/extra-listener.js'
+import { boundServer, listenWithApp } from '../infrastructure/extra-listener.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -43,6 +43,7 @@ async function metrics (app: FastifyInstance): Promise<void> {
         res.writeHead(500, { 'content-type': 'text/plain' }).end('collecting metrics failed\n')
       })
   })
+  boundServer(server, config)
   const address = listenWithApp(app, server, config.METRICS_PORT!, config.HOST, 'metrics')
   app.decorate('metricsAddress', { getter: address })
 }

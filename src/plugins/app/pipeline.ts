@@ -9,6 +9,7 @@ import { createRoleVerifier } from '../../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../../config.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
 import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
+import { backoffDelay } from '../../backoff.js'
 import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
 import { createSourcesClient } from '../../sources/client.js'
 import { kafkaConnection } from '../../kafka/client.js'
@@ -20,21 +21,27 @@ import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 declare module 'fastify' {
   interface FastifyInstance {
     scheduler: Scheduler | null
+    /** The AWS account cloudoreg verifies from (cached); what customers' trust policies name. */
+    ownAwsAccount: () => Promise<string>
   }
 }
 
 /** Wires upstream clients, handlers, the per-source scheduler and the status relay. */
 async function pipeline (app: FastifyInstance): Promise<void> {
   const { config } = app
+  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
+  const attempts = config.UPSTREAM_CALL_ATTEMPTS
+  const observe = app.metrics.upstreamCall
+  // Needs only AWS credentials: the account is known even while other upstreams are not configured.
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
+  app.decorate('ownAwsAccount', sts.ownAccountId)
+  app.addHook('onClose', async () => { sts.close() })
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
     app.decorate('scheduler', null)
     return
   }
-  const observe = app.metrics.upstreamCall
-  const timeoutMs = config.UPSTREAM_TIMEOUT_MS
-  const attempts = config.UPSTREAM_CALL_ATTEMPTS
   const sourcesAgent = new Agent({ connections: config.CONCURRENCY * 2, keepAliveTimeout: 30_000 })
   const rhsmAgent = new Agent({
     connections: config.CONCURRENCY * 2,
@@ -49,16 +56,25 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   const rhsm = config.RHSM_MODE === 'dry-run'
     ? dryRunRhsm(app.log)
     : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
     http: () => httpStatusSink(sources, app.tracing.enabled),
     none: () => noStatusSink
   }
-  const relay = createStatusRelay({ outbox: app.store.outbox, sink: sinks[config.statusSink](), log: app.log, pollMs: 2000 })
+  // Random over the upper half, so that the retries of many sources spread out.
+  const eventBackoff = { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
+  const relay = createStatusRelay({
+    outbox: app.store.outbox,
+    sink: sinks[config.statusSink](),
+    log: app.log,
+    pollMs: 2000,
+    databaseDown: app.store.health.checkDown,
+    // A message that cannot be delivered is sent again with the events' backoff, then parked.
+    retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
+  })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
-  let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations })
+  let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   let record = app.store.recordOutcome
   if (app.tracing.enabled) {
     handlers = new Map([...handlers].map(([type, handler]) => [type, tracedHandler(type, handler, leases.owner)]))
@@ -74,12 +90,9 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
-    retry: {
-      maxAttempts: config.RETRY_MAX_ATTEMPTS,
-      // Random over the upper half, so that the retries of many sources spread out.
-      backoff: { firstMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS, jitter: 0.5 }
-    },
+    retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, backoff: eventBackoff },
     log: app.log,
+    databaseDown: app.store.health.checkDown,
     metrics: app.metrics
   })
   app.decorate('scheduler', scheduler)
@@ -111,7 +124,6 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
     await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
-    sts.close()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })
 }

@@ -29,6 +29,10 @@ async function problem (app: FastifyInstance): Promise<void> {
       request.log.warn({ reason: err.message }, 'answered 503')
       return sendProblem(reply, 503, err.message, { 'retry-after': String(reply.getHeader('retry-after') ?? 5) })
     }
+    if (status >= 500 && app.hasDecorator('store') && app.store.health.down()) {
+      // Said once by the health monitor; a stack trace per request would bury it.
+      return sendProblem(reply, 503, `database unavailable: ${app.store.health.problem()!.detail}`, { 'retry-after': '5' })
+    }
     if (status >= 500) {
       request.log.error({ err }, 'request failed')
       return sendProblem(reply, status, 'internal error; see the service log for the request id')

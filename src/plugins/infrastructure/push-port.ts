@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../../config.js'
-import { listenWithApp } from './extra-listener.js'
+import { boundServer, listenWithApp } from './extra-listener.js'
 import { sendProblem } from './problem.js'
 
 declare module 'fastify' {
@@ -36,6 +36,7 @@ async function pushPort (app: FastifyInstance): Promise<void> {
     return
   }
   const server = createServer(app.routing)
+  boundServer(server, config)
   const address = listenWithApp(app, server, config.PUSH_PORT!, config.HOST, 'pushes')
   app.decorate('pushAddress', { getter: address })
   app.addHook('onRequest', async (request, reply) => {
