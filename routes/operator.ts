@@ -3,9 +3,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { checkEvent, describeEvent } from '../src/events/check.js'
 import { EVENT_ID_HEADER } from '../src/http/headers.js'
-import { Page, PageQuery, pageOf } from '../src/http/pagination.js'
+import { pageOf } from '../src/http/pagination.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
-import { Nullable, ProblemRef, SourceParams } from '../src/schemas.js'
+import { Nullable, Page, PageQuery, ProblemRef, SourceParams } from '../src/schemas.js'
 import type { EventRecord } from '../src/store/inbox.js'
 
 const StoredEvent = Type.Object({

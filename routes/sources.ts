@@ -4,11 +4,11 @@ import type { FastifyInstance } from 'fastify'
 import { missingUpstreamSettings } from '../src/config.js'
 import { describeEvent } from '../src/events/check.js'
 import { applicationOfKey } from '../src/events/keys.js'
-import { Page, PageQuery, pageOf } from '../src/http/pagination.js'
+import { pageOf } from '../src/http/pagination.js'
 import { queueKeysOf, viewSource, waitingFor, type SourceView } from '../src/http/source-view.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { REGISTRATION_STATES, type Registration } from '../src/store/registrations.js'
-import { Nullable, ProblemRef, SourceParams } from '../src/schemas.js'
+import { Nullable, Page, PageQuery, ProblemRef, SourceParams } from '../src/schemas.js'
 
 const PREFIX = '/api/cloudoreg/v1'
 

@@ -20,3 +20,23 @@ export const SourceParams = Type.Object({ source_id: SourceId })
  * coerced, "1e30" included) would reach it as "1e+30": a 500 instead of a 400.
  */
 export const Offset = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 })
+
+/** `limit` and `offset` as every list of this service takes them. */
+export const PageQuery = {
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, examples: [100] }),
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, examples: [0] })
+}
+
+/** A page of `item`, shaped like sources-api's lists: meta, links, data. */
+export function Page<T extends TSchema> (item: T, description: string) {
+  return Type.Object({
+    meta: Type.Object({ count: Type.Integer({ description: 'All items, on every page' }), limit: Type.Integer(), offset: Type.Integer() }),
+    links: Type.Object({
+      first: Type.String(),
+      last: Type.String(),
+      next: Type.Union([Type.String(), Type.Null()]),
+      previous: Type.Union([Type.String(), Type.Null()])
+    }),
+    data: Type.Array(item)
+  }, { description })
+}

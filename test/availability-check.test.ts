@@ -66,7 +66,7 @@ t.test('2,000 checks of one source in a burst: one stored check, one AssumeRole,
 })
 
 t.test('a check soon after the last verification reports its result again without calling STS; an operator\'s re-verify does call it', async t => {
-  const INTERNAL_TOKEN = 'internal-token-check-0123456789'
+  const INTERNAL_TOKEN = 'internal-token-check-0123456789abcdef'
   const stack = await startStack(t, { env: { INTERNAL_TOKEN } })
   await registered(stack)
   const sts = assumeRoles(stack)

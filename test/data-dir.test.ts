@@ -65,7 +65,7 @@ t.test('when its database dies, /healthz says so and the log says it once, in wo
   t.equal(output.match(/database lost/g)?.length, 1, 'the loss is logged once')
   t.notMatch(output, /reading the inbox failed|renewing leases failed/)
   t.notMatch(output.slice(output.indexOf('database lost')), /"stack"/, 'no stack trace after the loss was told')
-  t.equal((await fetch(`${url}/api/cloudoreg/v1/sources`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: '1' } })).toString('base64') } })).status, 503,
+  t.equal((await fetch(`${url}/api/cloudoreg/v1/sources`, { headers: { 'x-rh-identity': Buffer.from(JSON.stringify({ identity: { org_id: '1', type: 'User' } })).toString('base64') } })).status, 503,
     'the status API answers 503, not 500')
 })
 

@@ -36,7 +36,7 @@ async function registered (stack: Stack): Promise<void> {
 }
 
 t.test('destruction is acted on only once sources-api confirms it; an operator lifts a tombstone, audited in the history', async t => {
-  const INTERNAL_TOKEN = 'internal-token-lifecycle-0123456789'
+  const INTERNAL_TOKEN = 'internal-token-lifecycle-0123456789abcd'
   const stack = await startStack(t, { env: { INTERNAL_TOKEN } })
   await registered(stack)
 

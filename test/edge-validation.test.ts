@@ -6,7 +6,7 @@ import { ACCOUNT, identities, injectPastShedding, ORG, startBareApp } from './he
 // column, ids in event bodies, record-batch coordinates, identities. The answer is a 4xx naming what
 // was wrong, never a 500 from PostgreSQL, never an event acting on another resource than it names.
 
-const TOKEN = 'internal-token-edge-validation'
+const TOKEN = 'internal-token-edge-validation-0123456789'
 let app: FastifyInstance
 const logs: string[] = []
 

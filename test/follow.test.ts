@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createRecord, eventually, getJson, identities, inboxStates, pushNative, startBareApp, startStack, untilNot503 } from './helpers/stack.js'
 
-const TOKEN = 'internal-token-for-follow-tests'
+const TOKEN = 'internal-token-for-follow-tests-0123456789'
 const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
 const SOURCE = '/api/cloudoreg/v1/sources'
 

@@ -114,14 +114,15 @@ t.test('fixture events consumed from the event topic: the same outcomes as pushe
   // The inbox keeps the record's topic/partition/offset as its delivery id...
   const { rows: stored } = await stack.app.store.pool.query("select delivery_id from inbox where event_type = 'ApplicationAuthentication.create'")
   t.same(stored, [{ delivery_id: `${EVENT_TOPIC}/${create.partition}/${create.offset}` }])
-  // ...so the same record pushed by a Strimzi bridge is the same delivery: a duplicate.
+  // ...and a push cannot stand in for it: in direct Kafka mode without a push credential the push
+  // route is off (a push would otherwise be a way in for forged events beside the consumer).
   const record = readFixture('events/record-batch.json').body.records[0]
   const pushed = await fetch(`${stack.url}/internal/v1/events`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ records: [{ ...record, partition: create.partition, offset: Number(create.offset) }] })
   })
-  t.equal(pushed.status, 200, 'a pushed copy of a consumed record is a redelivery')
+  t.equal(pushed.status, 404, 'no push route beside the consumer')
 
   // An ARN edit to another AWS account moves the mapping and reports available again.
   stack.sources.authentications.get('311')!.username = 'arn:aws:iam::210987654321:role/moved'
@@ -149,7 +150,8 @@ t.test('fixture events consumed from the event topic: the same outcomes as pushe
   const end = await settled(stack, 12)
   t.same(end.slice(6).map(r => [r.event_type, r.state]), [
     ['ApplicationAuthentication.destroy', 'done'], ['Application.destroy', 'done'], ['Source.destroy', 'done'],
-    ['Authentication.destroy', 'ignored'], ['Application.update', 'ignored'], ['Records.update', 'ignored']
+    // Authentication.destroy runs (issue 14): here the authentication still exists in sources-api, a no-op.
+    ['Authentication.destroy', 'done'], ['Application.update', 'ignored'], ['Records.update', 'ignored']
   ])
   t.same(rhsmCalls(stack), [POST, DELETE, POST, 'DELETE /v1/cloud_access_providers/accounts?sourceID=7'])
   t.match(await source7(stack), { state: 'removed', mapped: false })

@@ -144,7 +144,7 @@ t.test('a message that cannot be delivered is parked after bounded sends and nev
 })
 
 t.test('HTTP status relay: an account number the HTTP client refuses and an application sources-api always fails are parked; the rest is delivered; operators list and retry', async t => {
-  const INTERNAL_TOKEN = 'internal-token-outbox-0123456789'
+  const INTERNAL_TOKEN = 'internal-token-outbox-0123456789abcdef'
   const stack = await startStack(t, { env: { STATUS_MAX_ATTEMPTS: '2', INTERNAL_TOKEN } })
   const auth = { authorization: `Bearer ${INTERNAL_TOKEN}` }
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: 'arn:aws:iam::123456789012:role/r' })

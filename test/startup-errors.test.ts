@@ -32,7 +32,7 @@ t.test('every cross-setting problem at once, one line each', async t => {
   ])
   t.same(problemsOf({ KAFKA_SSL: 'maybe', CONCURRENCY: '0', UPSTREAM_TIMEOUT_MS: '1', PUSH_TOKEN: 'short' }), [
     'KAFKA_SSL=maybe must be true or false',
-    'PUSH_TOKEN must be at least 8 characters',
+    'PUSH_TOKEN must be at least 32 characters',
     'CONCURRENCY=0 must be an integer from 1 to 1024',
     'UPSTREAM_TIMEOUT_MS=1 must be an integer of at least 100'
   ], 'secrets are named, never quoted')

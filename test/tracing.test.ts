@@ -117,9 +117,9 @@ t.test('one trace follows an event across a SIGKILLed replica: both attempts, ev
   const gets = ended.filter(s => s.attributes['http.request.method'] === 'GET')
   t.ok(gets.length >= 2 && gets.every(s => s.attributes['http.response.status_code'] === 200), 'HTTP status on the upstream calls')
 
-  // The outcome's transaction (with pg's spans beneath) and the status publish continue it.
+  // The outcome's statement (with pg's span beneath) and the status publish continue it.
   const outcome = ended.find(s => s.name === 'record outcome')!
-  t.ok(outcome, 'the outcome transaction span')
+  t.ok(outcome, 'the outcome statement span')
   t.ok(ended.some(s => s.parentSpanId === outcome.spanId && (s.attributes['db.system.name'] ?? s.attributes['db.system']) === 'postgresql'), 'pg spans beneath it')
   const send = ended.find(s => s.name === `send ${STATUS_TOPIC}`)!
   t.equal(send.parentSpanId, outcome.spanId, 'the status publish under the outcome')

@@ -1,25 +1,3 @@
-import { Type, type TSchema } from '@sinclair/typebox'
-
-/** `limit` and `offset` as every list of this service takes them. */
-export const PageQuery = {
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, examples: [100] }),
-  offset: Type.Integer({ minimum: 0, maximum: 2147483647, default: 0, examples: [0] })
-}
-
-/** A page of `item`, shaped like sources-api's lists: meta, links, data. */
-export function Page<T extends TSchema> (item: T, description: string) {
-  return Type.Object({
-    meta: Type.Object({ count: Type.Integer({ description: 'All items, on every page' }), limit: Type.Integer(), offset: Type.Integer() }),
-    links: Type.Object({
-      first: Type.String(),
-      last: Type.String(),
-      next: Type.Union([Type.String(), Type.Null()]),
-      previous: Type.Union([Type.String(), Type.Null()])
-    }),
-    data: Type.Array(item)
-  }, { description })
-}
-
 /** The meta and links of one page; `extra` is the rest of the query string, kept on every link. */
 export function pageOf (path: string, count: number, limit: number, offset: number, extra: Record<string, string | undefined> = {}): {
   meta: { count: number, limit: number, offset: number }

@@ -68,7 +68,7 @@ function asObject (body: unknown, what: string): Record<string, unknown> {
 
 export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
   const base = o.baseUrl.replace(/\/+$/, '')
-  let cloudMeterTypeId: string | undefined
+  let cloudMeterTypeId: Promise<string> | undefined
 
   function send (path: string, tenant: Tenant, method: CallOptions['method'] = 'GET', body?: unknown, extra?: Record<string, string>): ReturnType<typeof call> {
     const headers: Record<string, string> = { ...extra, 'x-rh-sources-psk': o.psk, 'x-rh-sources-org-id': tenant.orgId }
@@ -76,15 +76,22 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
     return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe })
   }
 
+  async function lookUpCloudMeterType (tenant: Tenant): Promise<string> {
+    const res = await send(`/api/sources/v3.1/application_types?filter[name]=${CLOUD_METER_TYPE}`, tenant)
+    const match = dataOf(res.body, 'application_types').find(t => t?.name === CLOUD_METER_TYPE)
+    if (match === undefined) throw new UpstreamError('sources', 'transient', `application type ${CLOUD_METER_TYPE} not found`)
+    return str(match.id)
+  }
+
   return {
     async cloudMeterTypeId (tenant) {
-      // Application type ids are global and never change, so one lookup serves every tenant.
-      if (cloudMeterTypeId !== undefined) return cloudMeterTypeId
-      const res = await send(`/api/sources/v3.1/application_types?filter[name]=${CLOUD_METER_TYPE}`, tenant)
-      const match = dataOf(res.body, 'application_types').find(t => t?.name === CLOUD_METER_TYPE)
-      if (match === undefined) throw new UpstreamError('sources', 'transient', `application type ${CLOUD_METER_TYPE} not found`)
-      cloudMeterTypeId = str(match.id)
-      return cloudMeterTypeId
+      // Application type ids are global and never change, so one lookup serves every tenant; the first
+      // sources of a burst share the lookup in flight. A failed lookup is forgotten, so the next asks again.
+      cloudMeterTypeId ??= lookUpCloudMeterType(tenant).catch((err: unknown) => {
+        cloudMeterTypeId = undefined
+        throw err
+      })
+      return await cloudMeterTypeId
     },
 
     async getApplication (id, tenant) {

@@ -62,20 +62,6 @@ function toRegistration (r: Record<string, any>): Registration {
   }
 }
 
-// Named statements: parsed and planned once per connection, as they run once or more per event.
-const UPSERT = `insert into registrations (application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn,
-     state, mapped, last_error_code, last_error_message, attempts, last_event_id, verified_at, failed_step, upstream_code, external_id, checked_at)
-   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, case when $14::boolean then now() end, $15, $16, $17,
-     case when $18::boolean then now() end)
-   on conflict (application_id) do update set
-     source_id = excluded.source_id, authentication_id = excluded.authentication_id, org_id = excluded.org_id,
-     account_number = excluded.account_number, aws_account_id = excluded.aws_account_id, role_arn = excluded.role_arn,
-     state = excluded.state, mapped = excluded.mapped, last_error_code = excluded.last_error_code,
-     last_error_message = excluded.last_error_message, attempts = excluded.attempts, last_event_id = excluded.last_event_id,
-     updated_at = now(), verified_at = coalesce(excluded.verified_at, registrations.verified_at),
-     failed_step = excluded.failed_step, upstream_code = excluded.upstream_code, external_id = excluded.external_id,
-     checked_at = coalesce(excluded.checked_at, registrations.checked_at)`
-
 // One row whatever exists: the tombstone flag, and the registration's columns (null without one).
 const BY_APPLICATION_WITH_TOMBSTONE = `
 select exists (select 1 from destroyed_applications where application_id = $1 and org_id = $2) as destroyed, r.*
@@ -88,16 +74,6 @@ where application_id <> $1 and state in ('registered', 'paused')
   and ((org_id <> $2 and aws_account_id = $3) or (org_id = $2 and role_arn = $4))
 order by code desc limit 1`
 
-export async function upsertRegistration (db: pg.ClientBase, w: RegistrationWrite, eventId: number): Promise<void> {
-  await db.query({
-    name: 'registrations-upsert',
-    text: UPSERT,
-    values: [w.applicationId, w.sourceId, w.authenticationId, w.orgId, w.accountNumber, w.awsAccountId, w.roleArn,
-      w.state, w.mapped, w.lastErrorCode, w.lastErrorMessage, w.attempts, eventId, w.verified, w.failedStep, w.upstreamCode, w.externalId,
-      w.checked === true]
-  })
-}
-
 export interface RegistrationQuery {
   orgId: string
   state?: RegistrationState
@@ -109,12 +85,6 @@ export interface Tombstone {
   applicationId: string
   sourceId: string | null
   orgId: string
-}
-
-export async function insertTombstone (db: pg.ClientBase, t: Tombstone): Promise<void> {
-  await db.query(
-    'insert into destroyed_applications (application_id, source_id, org_id) values ($1, $2, $3) on conflict do nothing',
-    [t.applicationId, t.sourceId, t.orgId])
 }
 
 /**

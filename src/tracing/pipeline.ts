@@ -54,8 +54,8 @@ export function tracedHandler (eventType: string, handler: EventHandler, replica
 }
 
 /**
- * The outcome's transaction as a span of the event's trace; its context goes with the status row,
- * so that the status message continues the trace. pg's spans of the transaction are its children.
+ * The outcome's statement (one lease-fenced round trip) as a span of the event's trace; its context goes with the status row,
+ * so that the status message continues the trace. pg's span of the statement is its child.
  */
 export function tracedRecordOutcome (record: (end: EventEnd, outcome: Outcome) => Promise<void>): (end: EventEnd, outcome: Outcome) => Promise<void> {
   return async (end, outcome) => inSpan('record outcome', {

@@ -180,7 +180,11 @@ export class FakeSources extends FakeHttpServer {
     if ((m = p.match(/^\/api\/sources\/v3\.1\/applications\/([^/]+)$/))) {
       const app = this.applications.get(m[1])
       if (!app || !this.visible(req, `app:${m[1]}`)) return notFound()
-      if (req.method === 'GET') return { status: 200, body: app }
+      if (req.method === 'GET') {
+        // sources-api omits paused_at (omitempty) unless the application is paused.
+        const { paused_at: pausedAt, ...rest } = app
+        return { status: 200, body: pausedAt === null ? rest : app }
+      }
       const failWith = this.failPatches.get(app.id)
       if (req.method === 'PATCH' && failWith !== undefined) {
         return { status: failWith, body: { errors: [{ status: String(failWith), detail: 'refused by the fake' }] } }

@@ -128,8 +128,9 @@ export function fixtureHeaders (fixture: { kafka_headers: Record<string, string>
 }
 
 /** Pushes one sources-native event the way a bridge would. */
+/** One sources-native push, resent while it is shed with 503, as a bridge does. */
 export async function pushNative (url: string, eventType: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${url}/internal/v1/events`, {
+  return await untilNot503(() => fetch(`${url}/internal/v1/events`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
@@ -140,7 +141,7 @@ export async function pushNative (url: string, eventType: string, body: unknown,
       ...headers
     },
     body: JSON.stringify(body)
-  })
+  }))
 }
 
 /**

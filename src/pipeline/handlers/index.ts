@@ -147,8 +147,10 @@ export function createHandlers (deps: HandlerDeps): Map<string, EventHandler> {
       const existing = await registrations.findBySource(ctx.tenant.orgId, sourceId)
       if (existing !== null) {
         if (existing.state === 'paused' || existing.state === 'removed' || existing.authenticationId === null) return { note: `re-check skipped: ${existing.state}` }
+        // Only sources-api's periodic checks reuse a fresh result: an operator's re-verify and a customer's
+        // check (asked for after fixing the role) always verify.
         const fresh = Date.now() - existing.updatedAt.getTime() < deps.checkReuseMs
-        if (fresh && ctx.event.body.requested_by !== 'operator' && (existing.state === 'registered' || existing.state === 'unavailable')) {
+        if (fresh && ctx.event.body.requested_by === 'sources-api' && (existing.state === 'registered' || existing.state === 'unavailable')) {
           const status = existing.state === 'registered'
             ? { applicationId: existing.applicationId, status: 'available' as const, error: '' }
             : { applicationId: existing.applicationId, status: 'unavailable' as const, error: existing.lastErrorMessage ?? '' }
