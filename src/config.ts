@@ -72,6 +72,7 @@ const ConfigSchema = Type.Object({
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 100, default: 1000 }),
 
   // OpenTelemetry's standard variables (the SDK reads them too); no endpoint, no tracing.
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { backoffDelay } from '../backoff.js'
 import type { TraceContext } from '../tracing/context.js'
 import { withTransaction } from './transaction.js'
 
@@ -77,7 +78,7 @@ export interface Outbox {
   statusesOf: (orgId: string, applicationId: string, limit: number) => Promise<StatusRecord[]>
 }
 
-const DEFAULT_RETRY: StatusRetry = { maxAttempts: 10, delayMs: attempts => Math.min(15 * 60_000, 2000 * 2 ** (attempts - 1)) }
+const DEFAULT_RETRY: StatusRetry = { maxAttempts: 10, delayMs: attempts => backoffDelay({ firstMs: 2000, maxMs: 15 * 60_000, jitter: 0.5 }, attempts) }
 
 function toMessage (r: Record<string, any>): StatusMessage {
   return {

@@ -23,6 +23,12 @@ export const PSK = 'sources-psk-secret-7f3a'
 export const identities = readFixture('identities.json')
 export const ORG = '7654321'
 export const ACCOUNT = '1234567'
+/**
+ * Tests share two cores with each other (and, on a developer's machine, with everything else): a
+ * one-second stall of the event loop is common there and would shed pushes that a test expects to
+ * be stored. Load shedding itself is tested through MAX_BACKLOG and the heap threshold.
+ */
+export const TEST_SHEDDING = { MAX_EVENT_LOOP_DELAY_MS: '10000' }
 recordSecrets([PSK, process.env.AWS_SECRET_ACCESS_KEY, ...Object.values(identities.base64 as Record<string, string>)])
 
 /** PostgreSQL refuses port 0, so ask the kernel for a free one first. */
@@ -80,6 +86,7 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
   const baseEnv: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
+    ...TEST_SHEDDING,
     DATA_DIR: dataDir,
     EMBEDDED_PG_PORT: String(pgPort),
     SOURCES_API_URL: sources.url,
@@ -188,7 +195,7 @@ export async function startBareApp (t: Teardown, env: Record<string, string> = {
   recordEnvSecrets(env)
   const logFile = serverLogPath()
   const app = await buildApp({
-    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...env }),
+    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...TEST_SHEDDING, ...env }),
     logStream: new Writable({
       write (chunk, _encoding, done) {
         logs?.push(chunk.toString())

@@ -40,7 +40,7 @@ async function loadShedding (app: FastifyInstance): Promise<void> {
   const maxHeapUsedBytes = heapShedBytes()
   app.log.info({ heapLimitBytes: getHeapStatistics().heap_size_limit, maxHeapUsedBytes }, 'load shedding: heap threshold')
   await app.register(underPressure, {
-    maxEventLoopDelay: 1000,
+    maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
     maxHeapUsedBytes,
     retryAfter: RETRY_AFTER_S,
     healthCheckInterval: CHECK_EVERY_MS,
