@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { createServer } from 'node:http'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -302,8 +303,24 @@ const cpuText = (c: CpuShare): string => {
     `other work on the machine ${c.other.toFixed(2)} ms; machine ${(100 * c.busy).toFixed(0)}% busy`
 }
 
+/**
+ * BENCH_TRACING=1: cloudoreg exports every span over OTLP/HTTP to a collector stand-in in this process
+ * (it reads and drops each export), to measure tracing on; unset, tracing is off as by default.
+ */
+async function otlpSink (): Promise<{ env: Record<string, string>, spansBytes: () => number, close: () => void }> {
+  if (process.env.BENCH_TRACING !== '1') return { env: {}, spansBytes: () => 0, close () {} }
+  let bytes = 0
+  const server = createServer((req, res) => {
+    req.on('data', (d: Buffer) => { bytes += d.length })
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'))
+  })
+  const port = await freePort()
+  await new Promise<void>(resolve => server.listen(port, '127.0.0.1', resolve))
+  return { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, spansBytes: () => bytes, close: () => server.close() }
+}
+
 async function endToEnd (sources: number, concurrency: number, latencyMs: number): Promise<{ perSecond: number, seconds: number, violations: number, rss: number, cpu: CpuShare, slots: SlotTime }> {
-  const [api, sts, rhsm, kafka] = await Promise.all([startFakeSources({ psk: 'bench-psk-123' }), startFakeSts(), startFakeRhsm(), startMockKafka()])
+  const [api, sts, rhsm, kafka, otlp] = await Promise.all([startFakeSources({ psk: 'bench-psk-123' }), startFakeSts(), startFakeRhsm(), startMockKafka(), otlpSink()])
   for (const fake of [api, sts, rhsm]) fake.delayMs = latencyMs
   for (let i = 0; i < sources; i++) api.addSource({ sourceId: String(i + 1), applicationId: String(50_000 + i), authenticationId: String(60_000 + i), arn: `arn:aws:iam::${500_000_000_000 + i}:role/r` })
   const status = await collectTopic(kafka.brokers, 'platform.sources.status')
@@ -315,14 +332,18 @@ async function endToEnd (sources: number, concurrency: number, latencyMs: number
     KAFKA_BROKERS: kafka.brokers.join(','),
     CONCURRENCY: String(concurrency),
     AWS_ACCESS_KEY_ID: 'AKIDBENCH',
-    AWS_SECRET_ACCESS_KEY: 'bench-secret'
+    AWS_SECRET_ACCESS_KEY: 'bench-secret',
+    ...otlp.env
   })
   const started = Date.now()
   const before = { tree: treeCpu(server.child.pid!, server.dataDir), own: process.cpuUsage(), broker: treeCpu(kafka.pid).self, machine: machineCpu() }
   for (let from = 0; from < sources; from += 1000) {
     const records = []
     for (let i = from; i < Math.min(sources, from + 1000); i++) records.push(createRecord(i, 50_000 + i, 60_000 + i))
-    await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })
+    // Like a bridge: a 503 (load shedding on a busy machine) is sent again, or the run would wait for ever.
+    while ((await fetch(`${server.url}/internal/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ records }) })).status === 503) {
+      await new Promise(resolve => setTimeout(resolve, 1000))
+    }
   }
   const pushed = (Date.now() - started) / 1000
   // Checked on every message: read each once (re-reading all of them each time cost the fakes' event loop seconds).
@@ -369,6 +390,8 @@ async function endToEnd (sources: number, concurrency: number, latencyMs: number
   for (const r of rhsm.requests) mapped.set((r.body as Array<{ sourceId: string }>)[0].sourceId, r.at)
   const violations = sources - mapped.size
   await stop(server.child)
+  if (otlp.env.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined) console.log(`tracing on: ${(otlp.spansBytes() / 1024 / sources).toFixed(1)} KiB of OTLP per source exported`)
+  otlp.close()
   await status.stop()
   await kafka.stop()
   await Promise.all([api.close(), sts.close(), rhsm.close()])

@@ -44,7 +44,7 @@ async function verifying (verifier: RoleVerifier, first: number): Promise<number
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     while (next < VERIFICATIONS_PER_ROUND) {
       const account = String(100_000_000_000 + first + next++)
-      const r = await verifier.verifyRole({ roleArn: `arn:aws:iam::${account}:role/r`, awsAccountId: account, externalId: 'bench' })
+      const r = await verifier.verifyRole({ roleArn: `arn:aws:iam::${account}:role/r`, awsAccountId: account, externalId: 'bench', sessionName: `cloudoreg-${account}` })
       if (!r.ok) throw new Error(`verification failed: ${r.reason}`)
     }
   }))

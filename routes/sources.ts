@@ -94,7 +94,14 @@ const EventEntry = Type.Object({
   outcome: Nullable(Type.String({ description: 'What was done, or the error code reported' })),
   attempts: Type.Integer(),
   last_error: Nullable(Type.String({ description: 'Why the last failed attempt failed (upstream outcome)' })),
-  finished_at: Nullable(Type.String({ format: 'date-time' }))
+  finished_at: Nullable(Type.String({ format: 'date-time' })),
+  trace_id: Nullable(Type.String({
+    pattern: '^[0-9a-f]{32}$',
+    description: 'W3C trace id of the event\'s ingest and processing: search the trace backend (Jaeger, Tempo) and the logs for it'
+  })),
+  role_session_name: Nullable(Type.String({
+    description: 'STS RoleSessionName the event\'s verification assumed the customer\'s role under: the AssumeRole entry in their CloudTrail shows it'
+  }))
 })
 
 const StatusEntry = Type.Object({
@@ -251,7 +258,9 @@ export default async function sources (fastify: FastifyInstance): Promise<void> 
         outcome: e.outcome,
         attempts: e.attempts,
         last_error: e.lastError,
-        finished_at: e.finishedAt?.toISOString() ?? null
+        finished_at: e.finishedAt?.toISOString() ?? null,
+        trace_id: e.traceId,
+        role_session_name: e.roleSessionName
       })),
       ...statuses.map(s => ({
         kind: 'status' as const,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import swaggerUi from '@fastify/swagger-ui'
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-node'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
@@ -12,6 +13,7 @@ import metrics from './plugins/app/metrics.js'
 import pipeline from './plugins/app/pipeline.js'
 import retention from './plugins/app/retention.js'
 import store from './plugins/app/store.js'
+import tracing from './plugins/app/tracing.js'
 import configPlugin from './plugins/infrastructure/config.js'
 import { boundServer } from './plugins/infrastructure/extra-listener.js'
 import loadShedding from './plugins/infrastructure/load-shedding.js'
@@ -64,10 +66,12 @@ export interface AppOptions {
   /** Where logs go (stdout when unset); tests capture them here. */
   logStream?: DestinationStream
   hooks?: AppHooks
+  /** Span processors besides the OTLP exporter of the OTEL_* settings; tests pass an in-memory exporter's. */
+  spanProcessors?: SpanProcessor[]
 }
 
 /** Builds the whole service; `server.ts` only listens. */
-export async function buildApp ({ config, logStream, hooks }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, logStream, hooks, spanProcessors }: AppOptions): Promise<FastifyInstance> {
   const logger = await createLogger(config.LOG_LEVEL, logStream)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -96,6 +100,8 @@ export async function buildApp ({ config, logStream, hooks }: AppOptions): Promi
   await app.register(pushPort)
   // Application: the store first (everything reads or writes it), then what uses it.
   await app.register(store)
+  // Tracing next: @fastify/otel instruments the routes added after it, the ingest wraps the store's inbox.
+  await app.register(tracing, { version: packageVersion(), spanProcessors })
   await app.register(metrics)
   await app.register(loadShedding)
   if (config.KAFKA_CONSUME) await app.register(kafkaConsumer, { afterInboxCommit: hooks?.afterInboxCommit })

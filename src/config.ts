@@ -72,7 +72,15 @@ const ConfigSchema = Type.Object({
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 }),
-  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 100, default: 1000 })
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 100, default: 1000 }),
+
+  // OpenTelemetry's standard variables (the SDK reads them too); no endpoint, no tracing.
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  OTEL_TRACES_SAMPLER: Type.Optional(Type.Union(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']
+    .map(s => Type.Literal(s)))),
+  OTEL_TRACES_SAMPLER_ARG: Type.Optional(Type.Number({ minimum: 0, maximum: 1 }))
 })
 
 export type Config = Static<typeof ConfigSchema> & {

@@ -1,14 +1,14 @@
 import closeWithGrace from 'close-with-grace'
-import { buildApp, type AppHooks } from './app.js'
+import { buildApp, type AppOptions } from './app.js'
 import { assertProductionReady, loadConfig, misspeltSettings, type Config } from './config.js'
 import { createLogger } from './log.js'
 import { startupProblems } from './startup-errors.js'
 
 /**
  * The service as a process: configuration from the environment, the app, close on a signal, listen.
- * `src/server.ts` (what `npm start` runs) calls it with no hooks; a test-only entry injects some.
+ * `src/server.ts` (what `npm start` runs) calls it with no options; a test-only entry injects hooks or span processors.
  */
-export async function serve (hooks?: AppHooks): Promise<void> {
+export async function serve (options: Pick<AppOptions, 'hooks' | 'spanProcessors'> = {}): Promise<void> {
   const early = await createLogger(process.env.LOG_LEVEL === 'silent' ? 'silent' : 'info')
   let config: Config | undefined
 
@@ -30,7 +30,7 @@ export async function serve (hooks?: AppHooks): Promise<void> {
   }
 
   const settings = config
-  const app = await buildApp({ config: settings, hooks }).catch(fail)
+  const app = await buildApp({ config: settings, ...options }).catch(fail)
   closeWithGrace({ delay: settings.SHUTDOWN_GRACE_MS + 30_000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'closing after an error')
     else app.log.info({ signal }, 'closing')

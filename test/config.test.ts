@@ -37,7 +37,10 @@ t.test('a bad value stops start-up with a message naming the variable', async t 
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
     [{ KAFKA_BROKERS: 'a:1,,b:2' }, /KAFKA_BROKERS/],
     [{ STATUS_SINK: 'kafka' }, /STATUS_SINK=kafka needs KAFKA_BROKERS/],
-    [{ RHSM_CLIENT_CERT: '/tmp/c.pem' }, /RHSM_CLIENT_CERT and RHSM_CLIENT_KEY/]
+    [{ RHSM_CLIENT_CERT: '/tmp/c.pem' }, /RHSM_CLIENT_CERT and RHSM_CLIENT_KEY/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'jaeger:4318' }, /OTEL_EXPORTER_OTLP_ENDPOINT/],
+    [{ OTEL_TRACES_SAMPLER: 'sometimes' }, /OTEL_TRACES_SAMPLER/],
+    [{ OTEL_TRACES_SAMPLER_ARG: '2' }, /OTEL_TRACES_SAMPLER_ARG/]
   ]
   for (const [env, message] of bad) {
     t.throws(() => loadConfig(env), { name: 'Error', code: 'CLOUDOREG_CONFIG', message }, JSON.stringify(env))

@@ -49,7 +49,12 @@ t.test('create: verified, mapped in RHSM, reported available, readable over REST
   t.same(stack.sts.calls.map(c => c.action), ['AssumeRole', 'GetCallerIdentity'])
   const [assume, whoami] = stack.sts.calls
   t.equal(assume.params.RoleArn, ROLE)
-  t.equal(assume.params.RoleSessionName, 'cloudoreg-123456789012')
+  // The session names the source and the event, so the customer's CloudTrail entry leads back to it; the history shows it.
+  t.match(assume.params.RoleSessionName, /^cloudoreg-s7-e\d+$/)
+  const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`)
+  const entry = history.body.timeline.find((e: any) => e.kind === 'event')
+  t.equal(entry.role_session_name, assume.params.RoleSessionName)
+  t.match(entry.trace_id, /^[0-9a-f]{32}$/, 'an event that arrived without a trace context has a trace of its own')
   t.equal(assume.params.ExternalId, EXTERNAL_ID)
   t.same(JSON.parse(assume.params.Policy), {
     Version: '2012-10-17',

@@ -16,7 +16,10 @@ t.test('the availability message reaches platform.sources.status with the docume
 
   const messages = await stack.status!.waitFor(m => m.length >= 2, 30_000)
   const available = messages.find(m => JSON.parse(m.value).resource_id === '42')!
-  t.same(available.headers, statusFixture.kafka_headers)
+  const { traceparent, ...headers } = available.headers
+  t.same(headers, statusFixture.kafka_headers)
+  const { rows: [event] } = await stack.app.store.pool.query("select traceparent from inbox where body->>'application_id' = '42'")
+  t.equal(traceparent, event.traceparent, 'tracing off, the message still carries the trace of the event that decided it')
   t.equal(available.key, ORG)
   t.same(JSON.parse(available.value), statusFixture.available)
   const unavailable = messages.find(m => JSON.parse(m.value).resource_id === '52')!

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { normalisePush, type PushRequest } from '../src/ingress/normalise.js'
+import { normaliseKafkaRecord, normalisePush, type PushRequest } from '../src/ingress/normalise.js'
 import { readFixture } from './helpers/fixtures.js'
 
 const create = readFixture('events/app-auth-create.json')
@@ -135,6 +135,61 @@ t.test('requests that can never succeed name what is wrong', async t => {
   t.match(rejected({ headers: { 'content-type': 'application/cloudevents-batch+json' }, body: Buffer.from('[]') }), /non-empty array/)
   t.match(rejected({ headers: { event_type: 'A.b', 'x-rh-sources-org-id': '1' }, body: Buffer.from('{"a":' + '['.repeat(5000) + ']'.repeat(5000) + '}') }), /nested more than 64 levels/)
   t.match(rejected({ headers: { 'ce-id': 'x', 'ce-source': 's', 'ce-kafkaheadereventtype': 'A.b', 'ce-kafkaheaderxrhsourcesorgid': '1' }, body: Buffer.from('nope') }), /not valid JSON/)
+})
+
+t.test('W3C trace context travels with the event from every format; an invalid one is ignored, not refused', async t => {
+  const TP = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+  const TP2 = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00'
+  const b64 = (s: string): string => Buffer.from(s).toString('base64')
+  const expectTrace = (e: { trace?: unknown }, traceparent: string, tracestate: string | null = null): void => {
+    t.same(e.trace, { traceparent, tracestate })
+  }
+
+  // sources-native: Kafka headers are HTTP headers
+  expectTrace(ok(native(create, { traceparent: TP, tracestate: 'congo=t61rcWkgMzE' }))[0], TP, 'congo=t61rcWkgMzE')
+  t.equal(ok(native(create))[0].trace, null, 'none sent: none here (the inbox starts a trace)')
+  for (const bad of ['00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331', 'ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    '00-00000000000000000000000000000000-b7ad6b7169203331-01', '00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01', 'x'.repeat(500)]) {
+    t.equal(ok(native(create, { traceparent: bad }))[0].trace, null, `ignored: ${bad.slice(0, 60)}`)
+  }
+
+  // CloudEvents binary: the distributed-tracing extension (ce-traceparent) first, then the Kafka header, then the request's
+  const bin = readFixture('events/app-auth-create.knative-binary.json')
+  const binary = (headers: Record<string, string>): PushRequest => ({ headers: { ...bin.http_headers, ...headers }, body: Buffer.from(bin.body) })
+  expectTrace(ok(binary({ 'ce-traceparent': TP, 'ce-tracestate': 'a=1', 'ce-kafkaheadertraceparent': TP2, traceparent: TP2 }))[0], TP, 'a=1')
+  expectTrace(ok(binary({ 'ce-kafkaheadertraceparent': TP2, traceparent: TP }))[0], TP2)
+  expectTrace(ok(binary({ traceparent: TP }))[0], TP)
+
+  // CloudEvents structured: the traceparent attribute, then the request's
+  const st = readFixture('events/app-auth-create.cloudevents-structured.json')
+  const structured = (extra: Record<string, unknown>, headers: Record<string, string> = {}): PushRequest =>
+    ({ headers: { ...st.http_headers, ...headers }, body: Buffer.from(JSON.stringify({ ...st.body, ...extra })) })
+  expectTrace(ok(structured({ traceparent: TP, tracestate: 'b=2' }, { traceparent: TP2 }))[0], TP, 'b=2')
+  expectTrace(ok(structured({}, { traceparent: TP2 }))[0], TP2)
+
+  // a CloudEvents batch: each event its own
+  const cb = readFixture('events/cloudevents-batch.json')
+  const batch = ok({ headers: cb.http_headers, body: Buffer.from(JSON.stringify([{ ...cb.body[0], traceparent: TP }, { ...cb.body[1], traceparent: TP2 }])) })
+  expectTrace(batch[0], TP)
+  expectTrace(batch[1], TP2)
+
+  // record batch: a traceparent Kafka header per record (base64, as a Strimzi bridge hands it over)
+  const rb = readFixture('events/record-batch.json')
+  const records = rb.body.records.map((r: any, i: number) => i === 0 ? { ...r, headers: [...r.headers, { key: 'traceparent', value: b64(TP) }, { key: 'tracestate', value: b64('c=3') }] } : r)
+  const fromRecords = ok({ headers: { 'content-type': 'application/json', traceparent: TP2 }, body: Buffer.from(JSON.stringify({ records })) })
+  expectTrace(fromRecords[0], TP, 'c=3')
+  t.equal(fromRecords[1].trace, null, 'a record without one does not take the request\'s')
+
+  // direct Kafka mode: the record's traceparent header as kafkajs hands it over (bytes)
+  const consumed = normaliseKafkaRecord({
+    topic: 'platform.sources.event-stream',
+    partition: 0,
+    offset: '7',
+    value: Buffer.from(JSON.stringify(create.body)),
+    headers: { ...create.kafka_headers, traceparent: Buffer.from(TP) }
+  })
+  t.ok(consumed.ok)
+  if (consumed.ok) expectTrace(consumed.event, TP)
 })
 
 t.test('what the store would refuse is named where it is, in every format', async t => {

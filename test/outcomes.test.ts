@@ -62,10 +62,13 @@ const outcome: Outcome = {
   },
   status: { applicationId: '42', status: 'unavailable', error: 'removed' },
   tombstone: { applicationId: '42', sourceId: '7', orgId: ORG },
-  audit: { orgId: ORG, applicationId: '42', sourceId: '7', action: 'refused', detail: 'another org' }
+  audit: { orgId: ORG, applicationId: '42', sourceId: '7', action: 'refused', detail: 'another org' },
+  roleSessionName: 'cloudoreg-s7-e1'
 }
 
-const endOf = (eventId: number): EventEnd => ({ eventId, leaseKey: KEY, leaseOwner: ME, orgId: ORG, accountNumber: null, attempts: 1, state: 'done', sourceId: null })
+const TRACE = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'a=1' }
+
+const endOf = (eventId: number): EventEnd => ({ eventId, leaseKey: KEY, leaseOwner: ME, orgId: ORG, accountNumber: null, attempts: 1, state: 'done', sourceId: null, trace: TRACE })
 
 t.test('an outcome commits all its parts only while the lease is ours and the event pending; fenced out, it writes nothing', async t => {
   const app = await startBareApp(t)
@@ -83,10 +86,10 @@ t.test('an outcome commits all its parts only while the lease is ours and the ev
   await app.store.recordOutcome(endOf(first), outcome)
   const after = await snapshot(app)
   t.match(after.registrations, [{ application_id: '42', state: 'removed', mapped: false, last_event_id: String(first), external_id: 'ext-1', checked_at: Date }], 'the registration is written')
-  t.match(after.status_outbox, [{ application_id: '42', status: 'unavailable', error: 'removed', org_id: ORG }], 'the status row is written')
+  t.match(after.status_outbox, [{ application_id: '42', status: 'unavailable', error: 'removed', org_id: ORG, ...TRACE }], 'the status row is written, with the event\'s trace')
   t.match(after.destroyed_applications, [{ application_id: '42', source_id: '7' }], 'the tombstone is written')
   t.match(after.registration_audit, [{ application_id: '42', event_id: String(first), action: 'refused' }], 'the audit line is written')
-  t.match(after.inbox, [{ id: String(first), state: 'done', outcome: 'destroyed', attempts: 1, source_id: '7' }, { id: String(second), state: 'pending' }])
+  t.match(after.inbox, [{ id: String(first), state: 'done', outcome: 'destroyed', attempts: 1, source_id: '7', role_session_name: 'cloudoreg-s7-e1' }, { id: String(second), state: 'pending' }])
 
   // The event already ended (another replica's outcome won): the second write of the same end changes nothing.
   const changed = { ...outcome, note: 'again', status: { ...outcome.status!, error: 'again' }, registration: { ...outcome.registration!, state: 'registered' as const } }

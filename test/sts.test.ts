@@ -1,6 +1,6 @@
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
 import t from 'tap'
-import { callerIdentityTarget, createRoleVerifier, type RoleVerifier } from '../src/aws/sts.js'
+import { callerIdentityTarget, createRoleVerifier, roleSessionName, type RoleVerifier } from '../src/aws/sts.js'
 import { UpstreamError } from '../src/upstream/errors.js'
 import { FakeSts } from './helpers/fake-sts.js'
 import type { FakeReply, FaultKind, RecordedRequest } from './helpers/fake-http.js'
@@ -87,7 +87,7 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
     if (before.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
     if (before.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
   })
-  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext' })
+  const verify = async (): ReturnType<RoleVerifier['verifyRole']> => verifier.verifyRole({ roleArn: ROLE, awsAccountId: '123456789012', externalId: 'ext', sessionName: 'cloudoreg-123456789012' })
 
   t.same(await verify(), { ok: true, assumedRoleArn: 'arn:aws:sts::123456789012:assumed-role/redhat-cloud-meter/cloudoreg-123456789012' })
   const [assume, whoami] = sts.requests
@@ -126,4 +126,12 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   sts.fault = undefined
 
   t.match(await verify(), { ok: true }, 'and works again')
+})
+
+t.test('the RoleSessionName names the source and the event, within STS\'s 64 characters of [\\w+=,.@-]', async t => {
+  t.equal(roleSessionName('7', 42), 'cloudoreg-s7-e42')
+  const long = roleSessionName('1'.repeat(80), 9_007_199_254_740_991)
+  t.equal(long.length, 64)
+  t.ok(long.endsWith('-e9007199254740991'), 'the event id is kept whole')
+  t.match(roleSessionName('a b/c', 1), /^[\w+=,.@-]{2,64}$/)
 })

@@ -3,8 +3,10 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts'
 import { getEndpointFromInstructions } from '@smithy/core/endpoints'
 import { SignatureV4 } from '@smithy/signature-v4'
+import { SpanKind, type Span } from '@opentelemetry/api'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
+import { inSpan } from '../tracing/spans.js'
 
 // The SDK warns on the first client under Node 20 that its 2027 releases need Node 22; the lockfile pins
 // a release that supports 20, and the README says which Node versions cloudoreg supports.
@@ -27,7 +29,8 @@ export type RoleCheck =
 export type StsStep = 'AssumeRole' | 'GetCallerIdentity'
 
 export interface RoleVerifier {
-  verifyRole: (r: { roleArn: string, awsAccountId: string, externalId: string }) => Promise<RoleCheck>
+  /** `sessionName` is the RoleSessionName: the customer's CloudTrail shows it on the AssumeRole entry. */
+  verifyRole: (r: { roleArn: string, awsAccountId: string, externalId: string, sessionName: string }) => Promise<RoleCheck>
   /**
    * The AWS account cloudoreg verifies from (GetCallerIdentity on its own credentials): the
    * principal a customer's trust policy names. Learnt once, then cached; a failure is not.
@@ -47,6 +50,19 @@ const THROTTLING = new Set(['Throttling', 'ThrottlingException', 'RequestLimitEx
 const OWN_CREDENTIALS = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'UnrecognizedClientException', 'CredentialsProviderError', 'ExpiredToken', 'MissingAuthenticationToken'])
 
 interface AwsError { name: string, $metadata?: { httpStatusCode?: number } }
+
+const SESSION_NAME_CHARS = /[^\w+=,.@-]/g
+
+/**
+ * The RoleSessionName of an event's verification: names the source and the cloudoreg event, so
+ * that the AssumeRole entry in the customer's CloudTrail leads back to exactly that event (the
+ * source's history shows it). STS allows 2 to 64 characters of [\w+=,.@-]; the event id is kept
+ * whole and a (very) long source id is cut.
+ */
+export function roleSessionName (sourceId: string, eventId: number): string {
+  const event = `-e${eventId}`
+  return `cloudoreg-s${sourceId.replace(SESSION_NAME_CHARS, '_')}`.slice(0, 64 - event.length) + event
+}
 
 /** Splits AWS failures into customer outcomes (returned) and retryable ones (thrown). */
 function classify (err: AwsError, step: StsStep): RoleCheck {
@@ -110,16 +126,26 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
   let target: Promise<CallerIdentityTarget> | undefined
 
-  async function timed<T> (fn: () => Promise<T>): Promise<T> {
-    const started = process.hrtime.bigint()
-    try {
-      const result = await fn()
-      o.observe?.('sts', 'ok', Number(process.hrtime.bigint() - started) / 1e9)
-      return result
-    } catch (err) {
-      o.observe?.('sts', 'error', Number(process.hrtime.bigint() - started) / 1e9)
-      throw err
-    }
+  /**
+   * One STS call, timed and in a client span named as the AWS SDK's instrumentation names them
+   * (`STS.AssumeRole`): the HTTP status and the AWS error code, never the role's external id.
+   */
+  async function timed<T> (method: 'AssumeRole' | 'GetCallerIdentity', attributes: Record<string, string>, fn: () => Promise<T>, statusOf: (result: T) => number | undefined): Promise<T> {
+    const spanAttributes = { 'rpc.system': 'aws-api', 'rpc.service': 'STS', 'rpc.method': method, 'cloud.region': o.region, ...attributes }
+    return inSpan(`STS.${method}`, { kind: SpanKind.CLIENT, attributes: spanAttributes }, async (span: Span) => {
+      const started = process.hrtime.bigint()
+      try {
+        const result = await fn()
+        o.observe?.('sts', 'ok', Number(process.hrtime.bigint() - started) / 1e9)
+        span.setAttribute('http.response.status_code', statusOf(result) ?? 200)
+        return result
+      } catch (err) {
+        o.observe?.('sts', 'error', Number(process.hrtime.bigint() - started) / 1e9)
+        const status = (err as AwsError).$metadata?.httpStatusCode
+        if (status !== undefined) span.setAttribute('http.response.status_code', status)
+        throw err
+      }
+    }, err => (err as AwsError).name)
   }
 
   /**
@@ -170,7 +196,7 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
 
   return {
     ownAccountId () {
-      ownAccount ??= timed(() => client.send(new GetCallerIdentityCommand({}))).then(r => {
+      ownAccount ??= timed('GetCallerIdentity', {}, () => client.send(new GetCallerIdentityCommand({})), r => r.$metadata.httpStatusCode).then(r => {
         if (r.Account === undefined || !/^\d{12}$/.test(r.Account)) throw new UpstreamError('sts', 'transient', 'GetCallerIdentity returned no account')
         return r.Account
       }, (err: AwsError) => {
@@ -181,15 +207,16 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
       ownAccount.catch(() => { ownAccount = undefined })
       return ownAccount
     },
-    async verifyRole ({ roleArn, awsAccountId, externalId }) {
+    async verifyRole ({ roleArn, awsAccountId, externalId, sessionName }) {
       let assumed
+      const attributes = { 'cloud.account.id': awsAccountId, 'aws.sts.role_session_name': sessionName }
       try {
-        assumed = await timed(() => client.send(new AssumeRoleCommand({
+        assumed = await timed('AssumeRole', attributes, () => client.send(new AssumeRoleCommand({
           RoleArn: roleArn,
-          RoleSessionName: `cloudoreg-${awsAccountId}`,
+          RoleSessionName: sessionName,
           ...(externalId !== '' ? { ExternalId: externalId } : {}),
           Policy: SESSION_POLICY
-        })))
+        })), r => r.$metadata.httpStatusCode)
       } catch (err) {
         return classify(err as AwsError, 'AssumeRole')
       }
@@ -197,7 +224,7 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
       if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials', step: 'AssumeRole', awsCode: 'NoCredentials' }
       const key = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken }
       try {
-        const arn = await timed(() => callerIdentity(key))
+        const arn = await timed('GetCallerIdentity', { 'cloud.account.id': awsAccountId }, () => callerIdentity(key), () => 200)
         if (!/^arn:aws(-us-gov|-cn)?:sts::\d{12}:assumed-role\//.test(arn)) {
           return { ok: false, code: 'CG3003', reason: 'the session is not an assumed role', step: 'GetCallerIdentity', awsCode: `Arn ${arn}` }
         }

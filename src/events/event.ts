@@ -1,3 +1,5 @@
+import type { TraceContext } from '../tracing/context.js'
+
 /** One event as the inbox stores it, whatever channel carried it: a push format, a Kafka record, or cloudoreg itself. */
 export interface IncomingEvent {
   eventType: string
@@ -10,6 +12,10 @@ export interface IncomingEvent {
   /** null: the key is a delivery id, remembered for good; else a content hash, remembered this long. */
   dedupeTtlMs: number | null
   deliveryId: string | null
+  /** The W3C trace context its sender attached (null or absent: none, or an invalid one; the inbox starts a trace). */
+  trace?: TraceContext | null
+  /** How it arrived (a span attribute): the push format; a Kafka record (`kafka-record`) pushed in a record batch or consumed directly. */
+  format?: string
 }
 
 /** Event type of cloudoreg's own re-verification, queued by the availability check and the operator routes. */

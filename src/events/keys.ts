@@ -14,7 +14,8 @@ export function sourceKey (sourceId: string): string {
   return SOURCE_KEY_PREFIX + sourceId
 }
 
-function id (value: unknown): string | null {
+/** An id as sources-api sends it (a number, or digits), else null: event bodies are hostile. */
+export function numericId (value: unknown): string | null {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value)
   if (typeof value === 'string' && /^[0-9]{1,20}$/.test(value)) return value
   return null
@@ -30,16 +31,16 @@ export function queueKeyFor (eventType: string, body: Record<string, unknown>): 
   let app: string | null = null
   switch (resource) {
     case 'ApplicationAuthentication':
-      app = id(body.application_id)
+      app = numericId(body.application_id)
       break
     case 'Application':
-      app = id(body.id)
+      app = numericId(body.id)
       break
     case 'Authentication':
-      app = body.resource_type === 'Application' ? id(body.resource_id) : null
+      app = body.resource_type === 'Application' ? numericId(body.resource_id) : null
       break
     case 'Source': {
-      const source = id(body.id)
+      const source = numericId(body.id)
       return source === null ? null : sourceKey(source)
     }
   }
@@ -53,8 +54,8 @@ export function queueKeyFor (eventType: string, body: Record<string, unknown>): 
  */
 export function sourceIdFor (eventType: string, body: Record<string, unknown>): string | null {
   const [resource] = eventType.split('.')
-  if (resource === 'Source') return id(body.id)
-  if (resource === 'Application' || resource === 'cloudoreg') return id(body.source_id)
+  if (resource === 'Source') return numericId(body.id)
+  if (resource === 'Application' || resource === 'cloudoreg') return numericId(body.source_id)
   return null
 }
 

@@ -3,6 +3,7 @@ import type { IncomingEvent, PushChannel } from '../events/event.js'
 import { queueKeyFor } from '../events/keys.js'
 import { decodeIdentity, isOrgId, optionalAccountNumber } from '../identity.js'
 import { deliveryIdProblem, jsonProblem } from './storable.js'
+import { traceContextOf, type TraceContext } from '../tracing/context.js'
 
 export type NormaliseResult =
   | { ok: true, events: IncomingEvent[], notes: string[] }
@@ -79,7 +80,7 @@ function isObject (value: unknown): value is Record<string, unknown> {
 
 interface Dedupe { key: string, ttlMs: number | null, deliveryId: string | null }
 
-function toEvent (headers: KafkaHeaders, body: unknown, dedupe: Dedupe, where: string, notes: string[]): IncomingEvent {
+function toEvent (headers: KafkaHeaders, body: unknown, dedupe: Dedupe, where: string, notes: string[], trace: TraceContext | null = null): IncomingEvent {
   const eventType = headers.get('eventtype')
   if (eventType === undefined || eventType === '') throw new Invalid(`${where}has no event type (event_type header)`)
   if (!EVENT_TYPE.test(eventType)) throw new Invalid(`${where}has an invalid event type`)
@@ -113,7 +114,9 @@ function toEvent (headers: KafkaHeaders, body: unknown, dedupe: Dedupe, where: s
     queueKey: queueKeyFor(eventType, body),
     dedupeKey: dedupe.key,
     dedupeTtlMs: dedupe.ttlMs,
-    deliveryId: dedupe.deliveryId
+    deliveryId: dedupe.deliveryId,
+    // The format's own trace context first (CloudEvents' extension), else the Kafka record's header.
+    trace: trace ?? traceContextOf(headers.get('traceparent'), headers.get('tracestate'))
   }
 }
 
@@ -137,7 +140,7 @@ function sourcesNative (req: PushRequest, body: unknown, notes: string[]): Incom
   const dedupe = webhookId
     ? { key: `webhook:${deliveryId(webhookId, 'webhook-id')}`, ttlMs: null, deliveryId: webhookId }
     : { key: contentHash(headers, req.body), ttlMs: CONTENT_HASH_TTL_MS, deliveryId: null }
-  return toEvent(headers, body, dedupe, '', notes)
+  return { ...toEvent(headers, body, dedupe, '', notes), format: 'sources-native' }
 }
 
 function cloudEventDedupe (source: unknown, id: unknown, where: string, names: [string, string]): Dedupe {
@@ -155,7 +158,8 @@ function cloudEventBinary (req: PushRequest, notes: string[]): IncomingEvent {
   }
   const body = parseJson(req.body.toString('utf8'), 'body')
   const dedupe = cloudEventDedupe(one(req.headers['ce-source']), one(req.headers['ce-id']), '', ['ce-source', 'ce-id'])
-  return toEvent(headers, body, dedupe, '', notes)
+  const trace = traceContextOf(one(req.headers['ce-traceparent']), one(req.headers['ce-tracestate']))
+  return { ...toEvent(headers, body, dedupe, '', notes, trace), format: 'cloudevents-binary' }
 }
 
 function cloudEventStructured (ce: unknown, where: string, notes: string[]): IncomingEvent {
@@ -170,7 +174,8 @@ function cloudEventStructured (ce: unknown, where: string, notes: string[]): Inc
   } else if (typeof data === 'string') {
     data = parseJson(data, `${where}data`)
   }
-  return toEvent(headers, data, cloudEventDedupe(ce.source, ce.id, where, ['source', 'id']), where, notes)
+  const trace = typeof ce.traceparent === 'string' ? traceContextOf(ce.traceparent, typeof ce.tracestate === 'string' ? ce.tracestate : undefined) : null
+  return { ...toEvent(headers, data, cloudEventDedupe(ce.source, ce.id, where, ['source', 'id']), where, notes, trace), format: 'cloudevents-structured' }
 }
 
 function decodeBase64Text (value: unknown, what: string): string {
@@ -221,7 +226,7 @@ function record (r: unknown, where: string, notes: string[]): IncomingEvent {
     }
     value = text === undefined ? parseJson(decodeBase64Text(r.value, `${where}value`), `${where}value`) : storable(value, `${where}value`)
   }
-  return toEvent(headers, value, kafkaDelivery(r.topic, partition, offset), where, notes)
+  return { ...toEvent(headers, value, kafkaDelivery(r.topic, partition, offset), where, notes), format: 'kafka-record' }
 }
 
 /** One Kafka record, however it reached us (pushed by a Strimzi bridge or consumed directly), is one delivery. */
@@ -255,7 +260,8 @@ export function normaliseKafkaRecord (r: KafkaRecord): { ok: true, event: Incomi
     }
     if (r.value === null || r.value.length === 0) throw new Invalid('value is empty')
     const body = parseJson(r.value.toString('utf8'), 'value')
-    return { ok: true, event: inChannel('consumer', [toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), '', notes)]).events[0], notes }
+    const event: IncomingEvent = { ...toEvent(headers, body, kafkaDelivery(r.topic, r.partition, r.offset), '', notes), format: 'kafka-record' }
+    return { ok: true, event: inChannel('consumer', [event]).events[0], notes }
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, detail: err.message }
     throw err
@@ -268,6 +274,12 @@ function batch (items: unknown, label: string, each: Reader, notes: string[]): I
   if (!Array.isArray(items) || items.length === 0) throw new Invalid(`${label} must be a non-empty array`)
   if (items.length > MAX_BATCH) throw new Invalid(`${label} has ${items.length} entries; at most ${MAX_BATCH} are accepted per request`)
   return items.map((item, i) => each(item, `${label}[${i}] `, notes))
+}
+
+/** A request that carries one event: the request's own traceparent is the event's when the event names none. */
+function withRequestTrace (req: PushRequest, event: IncomingEvent): IncomingEvent {
+  event.trace ??= traceContextOf(one(req.headers.traceparent), one(req.headers.tracestate))
+  return event
 }
 
 /**
@@ -286,10 +298,10 @@ export function normalisePush (req: PushRequest, channel: PushChannel): Normalis
       return ok(batch(parseJson(req.body.toString('utf8'), 'body'), 'batch', cloudEventStructured, notes))
     }
     if (contentType === 'application/cloudevents+json') {
-      return ok([cloudEventStructured(parseJson(req.body.toString('utf8'), 'body'), '', notes)])
+      return ok([withRequestTrace(req, cloudEventStructured(parseJson(req.body.toString('utf8'), 'body'), '', notes))])
     }
     if (channel !== 'signed' && (req.headers['ce-id'] !== undefined || req.headers['ce-specversion'] !== undefined)) {
-      return ok([cloudEventBinary(req, notes)])
+      return ok([withRequestTrace(req, cloudEventBinary(req, notes))])
     }
     if (req.body.length === 0) throw new Invalid('body is empty')
     const body = parseJson(req.body.toString('utf8'), 'body')

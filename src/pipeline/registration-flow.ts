@@ -1,4 +1,4 @@
-import type { RoleVerifier } from '../aws/sts.js'
+import { roleSessionName, type RoleVerifier } from '../aws/sts.js'
 import type { Tenant } from '../identity.js'
 import { isAccountTakenError, type RhsmClient } from '../rhsm/client.js'
 import type { SourcesClient } from '../sources/client.js'
@@ -6,6 +6,7 @@ import { errorText, type ErrorCode } from './error-codes.js'
 import type { Outcome } from '../store/outcomes.js'
 import type { CheckStep, Registration, Registrations, RegistrationWrite } from '../store/registrations.js'
 import { UpstreamError } from '../upstream/errors.js'
+import { knowSource } from '../tracing/correlation.js'
 import type { EventContext } from './runner.js'
 
 export const ROLE_ARN = /^arn:aws(-us-gov|-cn)?:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/
@@ -119,6 +120,7 @@ export async function linkGone (deps: FlowDeps, r: Registration): Promise<boolea
 
 /** Removes the RHSM mapping a registration holds; `removed` afterwards. */
 export async function removeMapping (deps: FlowDeps, r: Registration, ctx: EventContext): Promise<Outcome> {
+  knowSource(ctx, r.sourceId)
   if (r.mapped) await deps.rhsm.removeSourceAccounts({ orgId: r.orgId, sourceId: r.sourceId })
   return {
     note: r.mapped ? 'mapping removed' : 'nothing mapped',
@@ -163,7 +165,7 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
   // An unpause that sources-api does not confirm (a later pause, or a forged unpause) changes nothing.
   if (existing?.state === 'paused' && link.whilePaused === 'verify' && application.paused) return { note: 'still paused in sources-api' }
 
-  ctx.sourceId = application.sourceId
+  knowSource(ctx, application.sourceId)
   const base = baseRegistration(ctx, applicationId, application.sourceId, authenticationId, existing)
   ctx.memo.base = base
 
@@ -194,7 +196,10 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
   if (conflict !== null) return unavailable(verifying, conflict, { step: 'duplicates', upstreamCode: null })
 
   ctx.memo.step = 'AssumeRole' satisfies CheckStep
-  const check = await deps.sts.verifyRole({ roleArn, awsAccountId, externalId: auth.externalId })
+  const sessionName = roleSessionName(application.sourceId, ctx.event.id)
+  // Kept with the event's outcome (its history shows it): the customer's CloudTrail names this session.
+  ctx.memo.roleSessionName = sessionName
+  const check = await deps.sts.verifyRole({ roleArn, awsAccountId, externalId: auth.externalId, sessionName })
   if (!check.ok) return unavailable(verifying, check.code, { step: check.step, upstreamCode: check.awsCode })
 
   const holds = existing?.mapped === true

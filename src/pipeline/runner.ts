@@ -10,6 +10,8 @@ import type { LeasableEvent } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
+import { traceIdOf } from '../tracing/context.js'
+import { correlationOf } from '../tracing/correlation.js'
 import type { LeaseKeeper } from './lease-keeper.js'
 
 export interface EventContext {
@@ -17,10 +19,11 @@ export interface EventContext {
   tenant: Tenant
   /** 1 for the first attempt. */
   attempt: number
+  /** Carries the event's correlation (event, source and trace ids); knowSource adds the source id once learnt. */
   log: Logger
   /** Survives from one attempt to the next of this event (not across restarts). */
   memo: Record<string, unknown>
-  /** The source the event concerns, once known; a handler sets it when it learns it from sources-api. */
+  /** The source the event concerns, once known; a handler sets it (with knowSource) when it learns it from sources-api. */
   sourceId: string | null
 }
 
@@ -66,6 +69,7 @@ export function logFinished (log: Logger, event: InboxEvent, e: { state: EventEn
   log.info({
     eventId: event.id,
     eventType: event.eventType,
+    traceId: traceIdOf(event.trace.traceparent),
     orgId: event.orgId,
     sourceId: e.sourceId ?? registration?.sourceId ?? event.sourceId,
     applicationId: registration?.applicationId ?? applicationOfKey(event.queueKey),
@@ -87,8 +91,8 @@ export function createRunner (o: RunnerOptions): Runner {
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, o.stopping)
 
-  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, sourceId }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null, log: Logger): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, sourceId, trace: event.trace }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 1; ; failures++) {
       try {
@@ -96,11 +100,11 @@ export function createRunner (o: RunnerOptions): Runner {
         break
       } catch (err) {
         if (err instanceof LeaseLostError) {
-          o.log.warn({ eventId: event.id, queueKey: event.leaseKey }, 'lease lost before the outcome was recorded; the new holder runs the event again')
+          log.warn('lease lost before the outcome was recorded; the new holder runs the event again')
           return
         }
         if (o.stopping.aborted) throw err
-        o.log.error({ err, eventId: event.id }, 'recording an outcome failed; retrying')
+        log.error({ err }, 'recording an outcome failed; retrying')
         await sleep(backoffDelay(RECORD_BACKOFF, failures))
       }
     }
@@ -110,13 +114,23 @@ export function createRunner (o: RunnerOptions): Runner {
   }
 
   async function run (event: LeasableEvent, handler: EventHandler): Promise<void> {
-    const log = o.log.child({ eventId: event.id, eventType: event.eventType, queueKey: event.leaseKey, deliveryId: loggedId(event.deliveryId) })
+    const correlation = correlationOf(event)
+    // Recorded with the event: only what the event names by itself (its stored source) or what sources-api says.
+    let sourceId = event.sourceId
+    const loggedSource = sourceId ?? correlation.sourceId
+    let log = o.log.child({
+      eventType: event.eventType,
+      queueKey: event.leaseKey,
+      deliveryId: loggedId(event.deliveryId),
+      eventId: correlation.eventId,
+      traceId: correlation.traceId,
+      ...(loggedSource === undefined ? {} : { sourceId: loggedSource })
+    })
     const tenant: Tenant = { orgId: event.orgId, accountNumber: event.accountNumber }
     const startedAt = Date.now()
     let attempts = event.attempts
     let wakeAt = event.nextAttemptAt.getTime()
     const memo: Record<string, unknown> = {}
-    let sourceId = event.sourceId
     while (!o.stopping.aborted && !o.keeper.isLost(event.leaseKey)) {
       if (wakeAt > Date.now()) {
         try {
@@ -138,9 +152,11 @@ export function createRunner (o: RunnerOptions): Runner {
         }
       })
       if (result === undefined) return
+      // What the attempt learnt (the source id) goes on every later line about the event.
+      log = ctx.log
       sourceId = ctx.sourceId
       if (result.outcome !== undefined) {
-        await end(event, attempts, 'done', result.outcome, startedAt, sourceId)
+        await end(event, attempts, 'done', result.outcome, startedAt, sourceId, log)
         return
       }
       const err = result.err
@@ -154,7 +170,7 @@ export function createRunner (o: RunnerOptions): Runner {
       // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
       if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
         log.warn({ attempts, error: message }, 'giving up on event')
-        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId)
+        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
         return
       }
       wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)

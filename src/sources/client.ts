@@ -36,7 +36,8 @@ export interface SourcesClient {
   cloudMeterTypeId: (tenant: Tenant) => Promise<string>
   getApplication: (id: string, tenant: Tenant) => Promise<Application>
   getAuthentication: (id: string, tenant: Tenant) => Promise<Authentication>
-  reportAvailability: (applicationId: string, tenant: Tenant, status: string, error: string) => Promise<void>
+  /** `headers`: extra request headers (a traceparent when no instrumentation adds one). */
+  reportAvailability: (applicationId: string, tenant: Tenant, status: string, error: string, headers?: Record<string, string>) => Promise<void>
   /** The application an authentication is linked to, if any. */
   applicationOfAuthentication: (authenticationId: string, tenant: Tenant) => Promise<string | null>
   /** The authentications linked to an application. */
@@ -69,8 +70,8 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
   const base = o.baseUrl.replace(/\/+$/, '')
   let cloudMeterTypeId: Promise<string> | undefined
 
-  function send (path: string, tenant: Tenant, method: CallOptions['method'] = 'GET', body?: unknown): ReturnType<typeof call> {
-    const headers: Record<string, string> = { 'x-rh-sources-psk': o.psk, 'x-rh-sources-org-id': tenant.orgId }
+  function send (path: string, tenant: Tenant, method: CallOptions['method'] = 'GET', body?: unknown, extra?: Record<string, string>): ReturnType<typeof call> {
+    const headers: Record<string, string> = { ...extra, 'x-rh-sources-psk': o.psk, 'x-rh-sources-org-id': tenant.orgId }
     if (tenant.accountNumber) headers['x-rh-sources-account-number'] = tenant.accountNumber
     return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe })
   }
@@ -127,10 +128,10 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
       return dataOf(res.body, 'applications').map(toApplication)
     },
 
-    async reportAvailability (applicationId, tenant, status, error) {
+    async reportAvailability (applicationId, tenant, status, error, headers) {
       // Never send last_checked_at: sources-api sets it, and sending it loops Application.update events.
       await send(`/api/sources/v3.1/applications/${encodeURIComponent(applicationId)}`, tenant, 'PATCH',
-        { availability_status: status, availability_status_error: error })
+        { availability_status: status, availability_status_error: error }, headers)
     }
   }
 }

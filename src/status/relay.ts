@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
 import type { Outbox, StatusFailure, StatusMessage, StatusRetry } from '../store/outbox.js'
+import { traceHeaders } from '../tracing/context.js'
 
 export interface StatusSink {
   name: string
@@ -113,10 +114,12 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
   }
 }
 
-/** The body and headers of DESIGN.md's availability message. */
+/** The body and headers of DESIGN.md's availability message, with the trace of the event that decided it. */
 export function availabilityMessage (m: StatusMessage): { key: string, value: string, headers: Record<string, string> } {
   const headers: Record<string, string> = { event_type: 'availability_status', 'x-rh-sources-org-id': m.orgId }
   if (m.accountNumber) headers['x-rh-sources-account-number'] = m.accountNumber
+  // W3C trace context as Kafka headers (as the OpenTelemetry Kafka instrumentations carry it).
+  if (m.trace !== null) Object.assign(headers, traceHeaders(m.trace))
   return {
     key: m.orgId,
     value: JSON.stringify({ resource_type: 'Application', resource_id: m.applicationId, status: m.status, error: m.error }),

@@ -1,17 +1,27 @@
+import { context } from '@opentelemetry/api'
 import type { SourcesClient } from '../sources/client.js'
 import type { StatusFailure } from '../store/outbox.js'
+import { traceHeaders } from '../tracing/context.js'
+import { contextOf } from '../tracing/spans.js'
 import { UpstreamError } from '../upstream/errors.js'
 import type { StatusSink } from './relay.js'
 
-/** PATCHes the application in sources-api, for deployments without Kafka. */
-export function httpStatusSink (sources: SourcesClient): StatusSink {
+/**
+ * PATCHes the application in sources-api, for deployments without Kafka. Each PATCH carries the trace
+ * of the event that decided it: with tracing on, undici's instrumentation makes its span there and
+ * sends that span's traceparent; with tracing off (`traced` false), the stored context as it is.
+ */
+export function httpStatusSink (sources: SourcesClient, traced: boolean): StatusSink {
   return {
     name: 'http',
     async send (messages) {
       const failures: StatusFailure[] = []
       for (const m of messages) {
         try {
-          await sources.reportAvailability(m.applicationId, { orgId: m.orgId, accountNumber: m.accountNumber }, m.status, m.error)
+          const tenant = { orgId: m.orgId, accountNumber: m.accountNumber }
+          if (m.trace === null) await sources.reportAvailability(m.applicationId, tenant, m.status, m.error)
+          else if (traced) await context.with(contextOf(m.trace), () => sources.reportAvailability(m.applicationId, tenant, m.status, m.error))
+          else await sources.reportAvailability(m.applicationId, tenant, m.status, m.error, traceHeaders(m.trace))
         } catch (err) {
           if (!(err instanceof UpstreamError)) throw err
           // A deleted application has no status left to receive.

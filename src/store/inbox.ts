@@ -3,6 +3,7 @@ import type pg from 'pg'
 import type { IncomingEvent } from '../events/event.js'
 import { withTransaction } from './transaction.js'
 import { APP_KEY_PREFIX, SOURCE_KEY_PREFIX, sourceIdFor } from '../events/keys.js'
+import { newTraceContext, traceIdOf, type TraceContext } from '../tracing/context.js'
 
 export interface InboxEvent {
   id: number
@@ -17,6 +18,8 @@ export interface InboxEvent {
   attempts: number
   nextAttemptAt: Date
   receivedAt: Date
+  /** The trace its processing continues, on whichever replica and however late it runs. */
+  trace: TraceContext
 }
 
 /** Per event appended: its inbox id, or null when it was a redelivery. */
@@ -65,8 +68,8 @@ const DEFAULT_LIMITS: InboxLimits = { maxQueuedEvents: 20_000, maxWaitMs: 10_000
 
 const INSERT = `
 with input as (
-  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[])
-    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, source_id, ord)
+  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[])
+    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, source_id, traceparent, tracestate, ord)
 ), fresh as (
   insert into delivery_keys (key, expires_at)
   select dedupe_key, case when ttl_ms is null then null else now() + ttl_ms * interval '1 millisecond' end from input
@@ -74,8 +77,8 @@ with input as (
     where delivery_keys.expires_at is not null and delivery_keys.expires_at < now()
   returning key
 )
-insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id)
-select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key, i.source_id
+insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, traceparent, tracestate)
+select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key, i.source_id, i.traceparent, i.tracestate
 from input i join fresh f on f.key = i.dedupe_key
 order by i.ord
 returning id, dedupe_key`
@@ -100,6 +103,10 @@ export interface EventRecord {
   replayOf: number | null
   replayedAs: number | null
   body: Record<string, unknown>
+  /** The trace of its ingest and processing. */
+  traceId: string | null
+  /** The STS session its verification assumed the customer's role under (their CloudTrail shows it). */
+  roleSessionName: string | null
 }
 
 export interface DeadLetterQuery {
@@ -153,7 +160,8 @@ const SOURCE_OF = `coalesce(i.source_id,
   (select r.source_id from registrations r
    where i.queue_key like '${APP_KEY_PREFIX}%' and r.application_id = substr(i.queue_key, ${APP_KEY_PREFIX.length + 1})))`
 const RECORD_COLUMNS = `i.id, i.event_type, i.org_id, i.queue_key, i.delivery_id, i.state, i.outcome, i.attempts, i.last_error,
-  i.next_attempt_at, i.received_at, i.finished_at, i.replay_of, i.replayed_as, i.body, ${SOURCE_OF} as source_of`
+  i.next_attempt_at, i.received_at, i.finished_at, i.replay_of, i.replayed_as, i.body, ${SOURCE_OF} as source_of,
+  i.traceparent, i.role_session_name`
 
 function toRecord (r: Record<string, any>): EventRecord {
   return {
@@ -172,7 +180,9 @@ function toRecord (r: Record<string, any>): EventRecord {
     finishedAt: r.finished_at,
     replayOf: r.replay_of === null ? null : Number(r.replay_of),
     replayedAs: r.replayed_as === null ? null : Number(r.replayed_as),
-    body: r.body
+    body: r.body,
+    traceId: traceIdOf(r.traceparent),
+    roleSessionName: r.role_session_name
   }
 }
 
@@ -188,7 +198,9 @@ export function rowToEvent (row: Record<string, any>): InboxEvent {
     sourceId: row.source_id ?? null,
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
-    receivedAt: row.received_at
+    receivedAt: row.received_at,
+    // Rows stored before trace contexts were: a trace of their own from now on.
+    trace: row.traceparent === null ? newTraceContext() : { traceparent: row.traceparent, tracestate: row.tracestate }
   }
 }
 
@@ -209,6 +221,8 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
     const unique: IncomingEvent[] = []
     for (const w of group) {
       for (const e of w.events) {
+        // An event that arrived with no trace context starts a trace of its own here.
+        e.trace ??= newTraceContext()
         if (!firstIndex.has(e.dedupeKey)) {
           firstIndex.set(e.dedupeKey, unique.length)
           unique.push(e)
@@ -228,7 +242,9 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
         unique.map(e => e.accountNumber),
         unique.map(e => JSON.stringify(e.body)),
         unique.map(e => e.deliveryId),
-        unique.map(e => sourceIdFor(e.eventType, e.body))
+        unique.map(e => sourceIdFor(e.eventType, e.body)),
+        unique.map(e => e.trace!.traceparent),
+        unique.map(e => e.trace!.tracestate)
       ]
     })
     const stored = new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))
@@ -338,10 +354,11 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
         if (rows.length === 0) return { ok: false, reason: 'not_found' }
         if (rows[0].state === 'pending') return { ok: false, reason: 'pending' }
         if (rows[0].replayed_as !== null) return { ok: false, reason: 'replayed', replayedAs: Number(rows[0].replayed_as) }
+        // A replay is a new run, started by an operator: a trace of its own (the original's has ended).
         const inserted = await client.query<{ id: string }>(
-          `insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, replay_of)
-           select event_type, queue_key, org_id, account_number, body, delivery_id, $2, source_id, id from inbox where id = $1
-           returning id`, [id, `replay:${id}:${randomUUID()}`])
+          `insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, replay_of, traceparent)
+           select event_type, queue_key, org_id, account_number, body, delivery_id, $2, source_id, id, $3 from inbox where id = $1
+           returning id`, [id, `replay:${id}:${randomUUID()}`, newTraceContext().traceparent])
         const copy = Number(inserted.rows[0].id)
         await client.query('update inbox set replayed_as = $2 where id = $1', [id, copy])
         return { ok: true, id: copy }

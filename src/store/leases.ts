@@ -28,7 +28,7 @@ export interface Leases {
 
 const CANDIDATES = `
 select i.id, i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.attempts,
-       i.next_attempt_at, i.received_at, i.source_id, k.lease_key
+       i.next_attempt_at, i.received_at, i.source_id, i.traceparent, i.tracestate, k.lease_key
 from inbox i
 cross join lateral (
   select case

@@ -125,5 +125,12 @@ export const migrations: string[] = [
     requested_at timestamptz not null default now(),
     primary key (org_id, source_id)
   );
+  `,
+  // Tracing: the W3C trace context an event arrived with (or was given at ingest), so that its
+  // processing continues that trace on any replica; the STS session name its run used; the status
+  // message carries the trace on to Kafka and sources-api.
+  `
+  alter table inbox add column traceparent text, add column tracestate text, add column role_session_name text;
+  alter table status_outbox add column traceparent text, add column tracestate text;
   `
 ]

@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { backoffDelay } from '../backoff.js'
+import type { TraceContext } from '../tracing/context.js'
 import { withTransaction } from './transaction.js'
 
 export interface StatusMessage {
@@ -9,6 +10,8 @@ export interface StatusMessage {
   accountNumber: string | null
   status: 'available' | 'unavailable'
   error: string
+  /** The trace of the event that decided it; its message carries it on (null: decided before traces were stored). */
+  trace: TraceContext | null
   /** Failed sends so far. */
   attempts: number
 }
@@ -39,10 +42,10 @@ export interface StatusWrite {
   error: string
 }
 
-export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null): Promise<void> {
+export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null, trace: TraceContext | null = null): Promise<void> {
   await db.query(
-    'insert into status_outbox (application_id, org_id, account_number, status, error) values ($1, $2, $3, $4, $5)',
-    [s.applicationId, orgId, accountNumber, s.status, s.error])
+    'insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate) values ($1, $2, $3, $4, $5, $6, $7)',
+    [s.applicationId, orgId, accountNumber, s.status, s.error, trace?.traceparent ?? null, trace?.tracestate ?? null])
 }
 
 export interface StatusRecord extends StatusWrite {
@@ -85,7 +88,9 @@ function toMessage (r: Record<string, any>): StatusMessage {
     accountNumber: r.account_number,
     status: r.status,
     error: r.error,
-    attempts: r.attempts
+    attempts: r.attempts,
+    // Null: decided before traces were stored (and parked lists, which do not read it).
+    trace: r.traceparent == null ? null : { traceparent: r.traceparent, tracestate: r.tracestate }
   }
 }
 
@@ -103,7 +108,7 @@ export function createOutbox (pool: pg.Pool): Outbox {
                            and n.sent_at is null and not n.superseded)
              for update skip locked)`)
         const { rows } = await client.query(
-          `select id, application_id, org_id, account_number, status, error, attempts from status_outbox
+          `select id, application_id, org_id, account_number, status, error, attempts, traceparent, tracestate from status_outbox
            where sent_at is null and not superseded and parked_at is null and next_attempt_at <= now()
            order by id limit $1 for update skip locked`, [limit])
         const mine = rows.map(r => r.id as string)

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import type { TraceContext } from '../tracing/context.js'
 import type { StatusWrite } from './outbox.js'
 import type { AuditWrite, RegistrationWrite, Tombstone } from './registrations.js'
 
@@ -12,6 +13,8 @@ export interface Outcome {
   tombstone?: Tombstone
   /** A line for the registration org's history (e.g. another org's event refused); `eventId` is filled in. */
   audit?: Omit<AuditWrite, 'eventId'>
+  /** The STS RoleSessionName the event's verification used (the customer's CloudTrail shows it). */
+  roleSessionName?: string
 }
 
 export interface EventEnd {
@@ -25,6 +28,8 @@ export interface EventEnd {
   state: 'done' | 'ignored' | 'dead'
   /** The source the event concerned, when known: kept with the event so that its source's history finds it. */
   sourceId: string | null
+  /** Stored with the status, so that its message continues the event's trace. */
+  trace: TraceContext
 }
 
 /** The event's key is leased to another replica now, or the event already ended there: nothing was written. */
@@ -39,7 +44,8 @@ export class LeaseLostError extends Error {
 const LEASE = `lease as materialized (
   select 1 from source_leases where queue_key = $1 and owner = $2 for share
 ), ended as (
-  update inbox set state = $4, outcome = $5, attempts = $6, finished_at = now(), source_id = coalesce(source_id, $7::text)
+  update inbox set state = $4, outcome = $5, attempts = $6, finished_at = now(), source_id = coalesce(source_id, $7::text),
+    role_session_name = $8::text
   where id = $3 and state = 'pending' and exists (select 1 from lease)
   returning id
 )`
@@ -63,8 +69,8 @@ const REGISTRATION = (p: number): string => `registration as (
 )`
 
 const STATUS = (p: number): string => `status as (
-  insert into status_outbox (application_id, org_id, account_number, status, error)
-  select $${p}::text, $${p + 1}::text, $${p + 2}::text, $${p + 3}::text, $${p + 4}::text from ended
+  insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate)
+  select $${p}::text, $${p + 1}::text, $${p + 2}::text, $${p + 3}::text, $${p + 4}::text, $${p + 5}::text, $${p + 6}::text from ended
 )`
 
 const TOMBSTONE = (p: number): string => `tombstone as (
@@ -81,7 +87,7 @@ const AUDIT = (p: number): string => `audit as (
 /** The statement for one combination of parts, and its parameters; named per combination so each is planned once per connection. */
 function statement (end: EventEnd, outcome: Outcome): pg.QueryConfig {
   const values: unknown[] = [end.leaseKey, end.leaseOwner, end.eventId, end.state, outcome.note, end.attempts,
-    end.sourceId ?? outcome.registration?.sourceId ?? null]
+    end.sourceId ?? outcome.registration?.sourceId ?? null, outcome.roleSessionName ?? null]
   const parts = [LEASE]
   let name = 'outcome'
   const r = outcome.registration
@@ -94,7 +100,7 @@ function statement (end: EventEnd, outcome: Outcome): pg.QueryConfig {
   const s = outcome.status
   if (s) {
     parts.push(STATUS(values.length + 1))
-    values.push(s.applicationId, end.orgId, end.accountNumber, s.status, s.error)
+    values.push(s.applicationId, end.orgId, end.accountNumber, s.status, s.error, end.trace.traceparent, end.trace.tracestate)
     name += '-status'
   }
   const t = outcome.tombstone

@@ -3,7 +3,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { recordEnvSecrets, serverLogPath } from './secrets.js'
 import { eventually, ORG, PSK, TEST_SHEDDING } from './stack.js'
 
-/** src/server.ts as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
+/** The server as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
 export interface ServerProcess { child: ChildProcess, output: () => string, exited: Promise<number | null> }
 
 /** The test-only entry that runs the service with fault hooks, and its arguments (see the file). */

@@ -24,7 +24,7 @@ export interface ReplicaSet {
 interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** `count` server processes sharing one real PostgreSQL server, with fakes of every upstream; statuses are PATCHed to sources-api. */
-export async function startReplicas (t: Teardown, count: number, env: Record<string, string> = {}): Promise<ReplicaSet> {
+export async function startReplicas (t: Teardown, count: number, env: Record<string, string> = {}, entry?: string[]): Promise<ReplicaSet> {
   const [sources, sts, rhsm] = await Promise.all([startFakeSources({ psk: PSK }), startFakeSts(), startFakeRhsm()])
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-replicas-'))
   const postgres = await startEmbeddedPostgres({ dataDir, port: await freePort(), log: pino({ level: 'silent' }) })
@@ -49,7 +49,7 @@ export async function startReplicas (t: Teardown, count: number, env: Record<str
       STATUS_SINK: 'http',
       LOG_LEVEL: 'warn',
       ...env
-    })
+    }, entry)
     replicas.push({ url: `http://127.0.0.1:${port}`, server })
   }
   // One at a time: the first migrates, the others find the schema ready.

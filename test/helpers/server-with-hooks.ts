@@ -27,4 +27,4 @@ if (killAfter > 0) {
   }
 }
 
-await serve(hooks)
+await serve({ hooks })

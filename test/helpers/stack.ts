@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
-import { buildApp } from '../../src/app.js'
+import { buildApp, type AppOptions } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startFakeRhsm, type FakeRhsm } from './fake-rhsm.js'
 import { startFakeSources, type FakeSources } from './fake-sources.js'
@@ -62,6 +62,8 @@ export interface Stack {
 export interface StackOptions {
   kafka?: boolean
   env?: Record<string, string>
+  /** Handed to buildApp: tracing on, spans to these processors (an in-memory exporter's). */
+  spanProcessors?: AppOptions['spanProcessors']
 }
 
 interface Teardown { teardown: (fn: () => Promise<void> | void) => void }
@@ -102,7 +104,7 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
   async function boot (env: Record<string, string>): Promise<void> {
     recordEnvSecrets(env)
     stack.config = loadConfig(env)
-    stack.app = await buildApp({ config: stack.config, logStream })
+    stack.app = await buildApp({ config: stack.config, logStream, spanProcessors: opts.spanProcessors })
     await stack.app.listen({ port: 0, host: '127.0.0.1' })
     const { port } = stack.app.server.address() as { port: number }
     stack.url = `http://127.0.0.1:${port}`

@@ -1,5 +1,7 @@
 import { CHECK_EVENT } from '../../events/event.js'
-import type { EventHandler } from '../runner.js'
+import type { Outcome } from '../../store/outcomes.js'
+import { knowSource } from '../../tracing/correlation.js'
+import type { EventContext, EventHandler } from '../runner.js'
 import { applicationState, asWrite, gaveUp, idOf, isNotFound, linkGone, refusedIfForeign, removeMapping, tenantOf, unavailable, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export interface HandlerDeps extends FlowDeps {
@@ -9,7 +11,16 @@ export interface HandlerDeps extends FlowDeps {
 
 /** A handler for the events of one application; `appOf` says which, from the event body. */
 function forApplication (deps: FlowDeps, appOf: (body: Record<string, unknown>) => string, handle: EventHandler['handle']): EventHandler {
-  return { handle, exhausted: async (ctx, error) => gaveUp(deps, ctx, appOf(ctx.event.body), error) }
+  return {
+    handle: async ctx => withSessionName(ctx, await handle(ctx)),
+    exhausted: async (ctx, error) => withSessionName(ctx, await gaveUp(deps, ctx, appOf(ctx.event.body), error))
+  }
+}
+
+/** An event that assumed the customer's role keeps the session's name (their CloudTrail shows it) with its outcome. */
+function withSessionName (ctx: EventContext, outcome: Outcome): Outcome {
+  const name = ctx.memo.roleSessionName
+  return typeof name === 'string' ? { ...outcome, roleSessionName: name } : outcome
 }
 
 /**
@@ -72,7 +83,7 @@ export function createHandlers (deps: HandlerDeps): Map<string, EventHandler> {
         return { note: 'registration belongs to another org; nothing done' }
       }
       if (existing.authenticationId !== authenticationId) return { note: 'not the authentication the registration uses' }
-      ctx.sourceId = existing.sourceId
+      knowSource(ctx, existing.sourceId)
       try {
         await sources.getAuthentication(authenticationId, ctx.tenant)
         return { note: 'authentication still exists in sources-api; nothing removed' }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
@@ -15,6 +16,7 @@ import { kafkaConnection } from '../../kafka/client.js'
 import { kafkaStatusSink } from '../../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../../status/relay.js'
 import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
+import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -57,7 +59,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
-    http: () => httpStatusSink(sources),
+    http: () => httpStatusSink(sources, app.tracing.enabled),
     none: () => noStatusSink
   }
   // Random over the upper half, so that the retries of many sources spread out.
@@ -71,15 +73,20 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     // A message that cannot be delivered is sent again with the events' backoff, then parked.
     retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
   })
-  const handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
+  let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
+  let record = app.store.recordOutcome
+  if (app.tracing.enabled) {
+    handlers = new Map([...handlers].map(([type, handler]) => [type, tracedHandler(type, handler, leases.owner)]))
+    record = tracedRecordOutcome(record)
+  }
   const scheduler = createScheduler({
     inbox: app.store.inbox,
     handlerFor: type => handlers.get(type),
     leases,
     leaseMs: config.LEASE_MS,
     pollMs: 1000,
-    recordOutcome: app.store.recordOutcome,
+    recordOutcome: record,
     onOutcome: relay.wake,
     concurrency: config.CONCURRENCY,
     window: config.INBOX_WINDOW,
@@ -89,7 +96,8 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     metrics: app.metrics
   })
   app.decorate('scheduler', scheduler)
-  app.store.inbox.onAppend(scheduler.wake)
+  // The scheduler's own work (reading the inbox, leases) belongs to no push's trace.
+  app.store.inbox.onAppend(() => { context.with(ROOT_CONTEXT, scheduler.wake) })
 
   app.addHook('onReady', async () => {
     // The embedded store is this process's alone: leases in it were left by a previous run that
@@ -120,4 +128,4 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(pipeline, { name: 'pipeline', dependencies: ['store', 'metrics'] })
+export default fp(pipeline, { name: 'pipeline', dependencies: ['store', 'metrics', 'tracing'] })
