@@ -100,7 +100,7 @@ t.test('three events claiming org B and naming org A\'s application change nothi
 
   // A's history shows the three refused events and why; B sees nothing of A's source.
   const history = await getJson(`${stack.url}/api/cloudoreg/v1/sources/7/history`, A)
-  t.same(history.body.events.map((e: any) => [e.event_type, e.outcome]), [
+  t.same(history.body.timeline.filter((e: any) => e.kind === 'event').map((e: any) => [e.event_type, e.outcome]), [
     ['ApplicationAuthentication.create', 'registered'], ...attack.map(([type]) => [type, REFUSED])
   ])
   t.same(history.body.audit.map((a: any) => [a.action, a.event_id]), refused.map(r => ['refused', r.id]))
