@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import type pg from 'pg'
 import type { Logger } from '../log.js'
+import { ping } from './stats.js'
 
 /**
  * Whether the database is there, checked on a timer so that probes read a state instead of
@@ -35,7 +36,7 @@ export function watchDatabase ({ pool, dataDir, intervalMs, log }: HealthOptions
       if (gone) return `the data directory ${dataDir} is gone; restore it or restart cloudoreg on a new one`
     }
     try {
-      await pool.query({ text: 'select 1', query_timeout: 2000 } as { text: string })
+      await ping(pool, 2000)
       return undefined
     } catch (err) {
       return `the database does not answer: ${(err as Error).message}`

@@ -15,12 +15,15 @@ export interface StoreStats {
   parked: () => Promise<CountAndAge>
 }
 
+/** Resolves when the database answers a trivial query within `timeoutMs`; throws otherwise. */
+export async function ping (pool: pg.Pool, timeoutMs: number): Promise<void> {
+  await pool.query({ text: 'select 1', query_timeout: timeoutMs } as { text: string })
+}
+
 /** What probes, load shedding and metrics ask of the store. */
 export function createStats (pool: pg.Pool): StoreStats {
   return {
-    async ping (timeoutMs) {
-      await pool.query({ text: 'select 1', query_timeout: timeoutMs } as { text: string })
-    },
+    ping: async timeoutMs => { await ping(pool, timeoutMs) },
     async backlogOver (limit) {
       const { rows } = await pool.query<{ n: number }>(
         'select count(*)::int as n from (select 1 from inbox where state = \'pending\' limit $1) backlog', [limit + 1])
