@@ -33,7 +33,7 @@ export interface KafkaEventConsumerOptions {
    * its id or null when it was already stored. A rejection leaves the batch's offset uncommitted.
    */
   store: (events: IncomingEvent[]) => Promise<Array<number | null>>
-  /** After each batch's offset commit. */
+  /** After each batch's inbox commit, before its offset commit: counts what the inbox now holds. */
   onBatch?: (report: BatchReport) => void
   /** Assigned partitions changed (0 while not in the group). */
   onAssignment?: (partitions: number) => void
@@ -139,13 +139,15 @@ export function createKafkaEventConsumer (o: KafkaEventConsumerOptions): KafkaEv
     }
 
     const report = batchReport(batch, events, ids, skipped)
+    // Counted as soon as the inbox holds them: the pipeline may finish an event before the offset
+    // commit below returns, and a count that lagged its own event's outcome would read as lost.
+    o.onBatch?.(report)
     await o.afterInboxCommit?.(report)
     // Every record of the batch is now stored, a duplicate, or skipped: commit past all of them.
     resolveOffset(report.lastOffset)
     await commitOffsetsIfNecessary({
       topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }] }]
     })
-    o.onBatch?.(report)
     await heartbeat()
   }
 
