@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { CHECK_EVENT } from './events/event.js'
 import type { StoreStats } from './store/stats.js'
+import { BREAKER_STATE_VALUE, type GateStats } from './upstream/breaker.js'
 import type { UpstreamTarget } from './upstream/errors.js'
 
 export interface Metrics {
@@ -11,6 +12,8 @@ export interface Metrics {
   upstreamCall: (target: UpstreamTarget, outcome: string, seconds: number) => void
   misconfigured: (target: UpstreamTarget) => void
   setQueued: (events: number, queues: number) => void
+  /** Where the upstream gates' metrics come from (the pipeline's gates, once built). */
+  watchGates: (stats: () => GateStats[]) => void
 }
 
 /**
@@ -57,8 +60,32 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'par
   fromStats('cloudoreg_outbox_oldest_unsent_age_seconds', 'Age of the oldest status message not yet sent', outboxStats, 'age')
   fromStats('cloudoreg_outbox_parked', 'Status messages parked as undeliverable, waiting for an operator', parkedStats, 'n')
 
+  // The gates are built by the pipeline, after the metrics; read at each scrape.
+  let gateStats: () => GateStats[] = () => []
+  const fromGates = (name: string, help: string, Metric: typeof Gauge | typeof Counter, value: (g: GateStats) => number): void => {
+    new Metric({ // eslint-disable-line no-new
+      name,
+      help,
+      labelNames: ['target'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const g of gateStats()) {
+          if (this instanceof Gauge) this.set({ target: g.target }, value(g))
+          else this.inc({ target: g.target }, value(g))
+        }
+      }
+    })
+  }
+  fromGates('cloudoreg_upstream_breaker_state', 'Circuit breaker of each upstream target: 0 closed, 1 half-open, 2 open', Gauge, g => BREAKER_STATE_VALUE[g.state])
+  fromGates('cloudoreg_upstream_waiting_events', 'Events waiting for an upstream target to answer again (attempts not spent)', Gauge, g => g.waiting)
+  fromGates('cloudoreg_upstream_breaker_open_seconds_total', 'Time each upstream target\'s breaker has spent open or half-open since start', Counter, g => g.openSeconds)
+
   return {
     registry,
+    watchGates (stats) {
+      gateStats = stats
+    },
     eventsReceived: type => received.inc({ type: typeLabel(type) }),
     eventEnded (type, outcome, seconds) {
       processed.inc({ type: typeLabel(type), outcome })

@@ -4,6 +4,7 @@ import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk
 import { getEndpointFromInstructions } from '@smithy/core/endpoints'
 import { SignatureV4 } from '@smithy/signature-v4'
 import { SpanKind, type Span } from '@opentelemetry/api'
+import type { Gate } from '../upstream/breaker.js'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
 import { inSpan } from '../tracing/spans.js'
@@ -20,6 +21,8 @@ export interface StsOptions {
   /** Sockets to STS at once; at least the number of verifications that can run at once. */
   maxSockets: number
   observe?: CallOptions['observe']
+  /** The breaker of STS in this region: both calls of a verification go through it. */
+  gate?: Gate
 }
 
 export type RoleCheck =
@@ -64,13 +67,25 @@ export function roleSessionName (sourceId: string, eventId: number): string {
   return `cloudoreg-s${sourceId.replace(SESSION_NAME_CHARS, '_')}`.slice(0, 64 - event.length) + event
 }
 
+/** STS itself failing (5xx, no answer), as its breaker counts: never a customer's role, never throttling. */
+export function isStsOutage (err: Error): boolean {
+  const status = (err as AwsError).$metadata?.httpStatusCode
+  return !THROTTLING.has(err.name) && (status === undefined || status >= 500 || err.name === 'TimeoutError')
+}
+
 /** Splits AWS failures into customer outcomes (returned) and retryable ones (thrown). */
-function classify (err: AwsError, step: StsStep): RoleCheck {
+function classify (err: AwsError, step: StsStep, gate: Gate | undefined): RoleCheck {
+  // Refused by the breaker: no call was made.
+  if (err instanceof UpstreamError) throw err
   const status = err.$metadata?.httpStatusCode
   let kind: UpstreamErrorKind | undefined
   if (THROTTLING.has(err.name) || status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
   else if (step === 'AssumeRole' && OWN_CREDENTIALS.has(err.name)) kind = 'misconfigured'
-  if (kind !== undefined) throw new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)
+  if (kind !== undefined) {
+    const e = new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)
+    if (kind === 'transient') e.gate = gate?.key
+    throw e
+  }
   if (err.name === 'AccessDenied' || err.name === 'AccessDeniedException') {
     return { ok: false, code: 'CG3002', reason: `${step}: access denied`, step, awsCode: err.name }
   }
@@ -125,6 +140,7 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   // The service's own credentials come from the SDK's default chain.
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
   let target: Promise<CallerIdentityTarget> | undefined
+  const gated = <T>(fn: () => Promise<T>): Promise<T> => o.gate === undefined ? fn() : o.gate.run(fn)
 
   /**
    * One STS call, timed and in a client span named as the AWS SDK's instrumentation names them
@@ -211,26 +227,26 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
       let assumed
       const attributes = { 'cloud.account.id': awsAccountId, 'aws.sts.role_session_name': sessionName }
       try {
-        assumed = await timed('AssumeRole', attributes, () => client.send(new AssumeRoleCommand({
+        assumed = await gated(() => timed('AssumeRole', attributes, () => client.send(new AssumeRoleCommand({
           RoleArn: roleArn,
           RoleSessionName: sessionName,
           ...(externalId !== '' ? { ExternalId: externalId } : {}),
           Policy: SESSION_POLICY
-        })), r => r.$metadata.httpStatusCode)
+        })), r => r.$metadata.httpStatusCode))
       } catch (err) {
-        return classify(err as AwsError, 'AssumeRole')
+        return classify(err as AwsError, 'AssumeRole', o.gate)
       }
       const c = assumed.Credentials
       if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) return { ok: false, code: 'CG3000', reason: 'AssumeRole returned no credentials', step: 'AssumeRole', awsCode: 'NoCredentials' }
       const key = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken }
       try {
-        const arn = await timed('GetCallerIdentity', { 'cloud.account.id': awsAccountId }, () => callerIdentity(key), () => 200)
+        const arn = await gated(() => timed('GetCallerIdentity', { 'cloud.account.id': awsAccountId }, () => callerIdentity(key), () => 200))
         if (!/^arn:aws(-us-gov|-cn)?:sts::\d{12}:assumed-role\//.test(arn)) {
           return { ok: false, code: 'CG3003', reason: 'the session is not an assumed role', step: 'GetCallerIdentity', awsCode: `Arn ${arn}` }
         }
         return { ok: true, assumedRoleArn: arn }
       } catch (err) {
-        return classify(err as AwsError, 'GetCallerIdentity')
+        return classify(err as AwsError, 'GetCallerIdentity', o.gate)
       }
     },
     close () {

@@ -2,6 +2,7 @@ import { appKey, sourceKey } from '../events/keys.js'
 import type { Store } from '../store/index.js'
 import type { EventRecord } from '../store/inbox.js'
 import type { Registration } from '../store/registrations.js'
+import { isParkedNote } from '../upstream/breaker.js'
 
 /** What cloudoreg knows of one source of an org: its registration, and its events still to run. */
 export interface SourceView {
@@ -43,6 +44,8 @@ export function waitingFor (pending: EventRecord[], missing: string[], now = Dat
   if (first === undefined) return null
   let reason: string
   if (missing.length > 0) reason = `upstreams not configured: ${missing.join(', ')}; the events wait until they are`
+  // An upstream outage or a wait it asked for: the event waits at its gate and is let through when it answers again.
+  else if (isParkedNote(first.lastError)) reason = first.lastError!
   else if (first.attempts > 0 && first.nextAttemptAt.getTime() > now) {
     reason = `retrying at ${first.nextAttemptAt.toISOString()} after attempt ${first.attempts} failed: ${first.lastError ?? 'unknown error'}`
   } else reason = first.attempts > 0 ? `attempt ${first.attempts + 1} running` : 'being processed'

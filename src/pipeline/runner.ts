@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.js'
 import type { LeasableEvent } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
+import { parkedNote, parkingFor, type Gate, type Release } from '../upstream/breaker.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
 import { traceIdOf } from '../tracing/context.js'
 import { correlationOf } from '../tracing/correlation.js'
@@ -53,6 +54,11 @@ export interface RunnerOptions {
   stopping: AbortSignal
   log: Logger
   metrics: Metrics
+  /**
+   * The upstreams' gates (breakers and holds), by key: an attempt that failed on an open breaker or
+   * was throttled is not counted; the event waits at the gate, keeping its place at the head of its source.
+   */
+  gates?: ReadonlyMap<string, Gate>
 }
 
 export interface Runner {
@@ -131,53 +137,87 @@ export function createRunner (o: RunnerOptions): Runner {
     let attempts = event.attempts
     let wakeAt = event.nextAttemptAt.getTime()
     const memo: Record<string, unknown> = {}
-    while (!o.stopping.aborted && !o.keeper.isLost(event.leaseKey)) {
-      if (wakeAt > Date.now()) {
-        try {
-          await sleep(wakeAt - Date.now(), undefined, { signal: o.stopping })
-        } catch {
+    /** Owed to the gate that let this event through, once the attempt it let through has ended. */
+    let release: Release | undefined
+    /** The gate this event last waited at: the store is told once per gate, not per probe. */
+    let parkedAt: string | undefined
+
+    /** Waits at a gate without spending the attempt that failed there; false when shutdown came first. */
+    async function park (gate: Gate, err: Error): Promise<boolean> {
+      attempts--
+      if (parkedAt !== gate.key) {
+        parkedAt = gate.key
+        const note = parkedNote(gate.key, err.message)
+        log.debug({ attempts, target: gate.key, error: note }, 'upstream unavailable: the event waits for it, spending no attempt')
+        // Shown by the status API while the event waits; next_attempt_at now, so that a restart tries at once.
+        await o.inbox.scheduleRetry(event.id, attempts, new Date(), note, sourceId)
+          .catch((e: Error) => log.error({ err: e }, 'storing the wait failed'))
+      }
+      release = await gate.park(o.stopping)
+      return release !== undefined
+    }
+
+    try {
+      while (!o.stopping.aborted && !o.keeper.isLost(event.leaseKey)) {
+        if (wakeAt > Date.now()) {
+          try {
+            await sleep(wakeAt - Date.now(), undefined, { signal: o.stopping })
+          } catch {
+            return
+          }
+        }
+        attempts++
+        const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
+        type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
+        const result = await slots.add(async (): Promise<Attempt | undefined> => {
+          // Queued for a slot when shutdown began: leave the event pending for the next start.
+          if (o.stopping.aborted) return undefined
+          try {
+            return { outcome: await handler.handle(ctx) }
+          } catch (err) {
+            return { err: err as Error }
+          }
+        })
+        // The gate that let this attempt through may let the next one go.
+        release?.()
+        release = undefined
+        if (result === undefined) return
+        // What the attempt learnt (the source id) goes on every later line about the event.
+        log = ctx.log
+        sourceId = ctx.sourceId
+        if (result.outcome !== undefined) {
+          await end(event, attempts, 'done', result.outcome, startedAt, sourceId, log)
           return
         }
-      }
-      attempts++
-      const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
-      type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
-      const result = await slots.add(async (): Promise<Attempt | undefined> => {
-        // Queued for a slot when shutdown began: leave the event pending for the next start.
-        if (o.stopping.aborted) return undefined
-        try {
-          return { outcome: await handler.handle(ctx) }
-        } catch (err) {
-          return { err: err as Error }
+        const err = result.err
+        // An upstream down or asking us to wait: not this event's failure; it keeps its place and waits.
+        const gate = o.gates === undefined ? undefined : parkingFor(o.gates, err)
+        if (gate !== undefined) {
+          if (!await park(gate, err)) return
+          wakeAt = Date.now()
+          continue
         }
-      })
-      if (result === undefined) return
-      // What the attempt learnt (the source id) goes on every later line about the event.
-      log = ctx.log
-      sourceId = ctx.sourceId
-      if (result.outcome !== undefined) {
-        await end(event, attempts, 'done', result.outcome, startedAt, sourceId, log)
-        return
+        o.metrics.eventAttemptFailed(event.eventType)
+        const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
+        if (misconfigured) {
+          o.metrics.misconfigured(err.target)
+          log.error({ target: err.target, status: err.status }, 'an upstream refused cloudoreg\'s own credentials; fix the configuration')
+        }
+        const message = err.message.slice(0, 1000)
+        // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
+        if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
+          log.warn({ attempts, error: message }, 'giving up on event')
+          await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
+          return
+        }
+        wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
+        log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
+        // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
+        await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)
+          .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
       }
-      const err = result.err
-      o.metrics.eventAttemptFailed(event.eventType)
-      const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
-      if (misconfigured) {
-        o.metrics.misconfigured(err.target)
-        log.error({ target: err.target, status: err.status }, 'an upstream refused cloudoreg\'s own credentials; fix the configuration')
-      }
-      const message = err.message.slice(0, 1000)
-      // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
-      if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
-        log.warn({ attempts, error: message }, 'giving up on event')
-        await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
-        return
-      }
-      wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
-      log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
-      // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
-      await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)
-        .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
+    } finally {
+      release?.()
     }
   }
 

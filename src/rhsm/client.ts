@@ -13,6 +13,7 @@ export interface RhsmClientOptions {
   timeoutMs: number
   attempts: number
   observe?: CallOptions['observe']
+  gate?: CallOptions['gate']
 }
 
 export interface RhsmClient {
@@ -28,7 +29,7 @@ export function isAccountTakenError (err: unknown): boolean {
 
 export function createRhsmClient (o: RhsmClientOptions): RhsmClient {
   const base = o.baseUrl.replace(/\/+$/, '')
-  const common = { target: 'rhsm' as const, dispatcher: o.dispatcher, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe }
+  const common = { target: 'rhsm' as const, dispatcher: o.dispatcher, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe, gate: o.gate }
   return {
     async addAwsAccount ({ orgId, awsAccountId, sourceId }) {
       await call({

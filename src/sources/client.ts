@@ -30,6 +30,7 @@ export interface SourcesClientOptions {
   timeoutMs: number
   attempts: number
   observe?: CallOptions['observe']
+  gate?: CallOptions['gate']
 }
 
 export interface SourcesClient {
@@ -73,7 +74,7 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
   function send (path: string, tenant: Tenant, method: CallOptions['method'] = 'GET', body?: unknown, extra?: Record<string, string>): ReturnType<typeof call> {
     const headers: Record<string, string> = { ...extra, 'x-rh-sources-psk': o.psk, 'x-rh-sources-org-id': tenant.orgId }
     if (tenant.accountNumber) headers['x-rh-sources-account-number'] = tenant.accountNumber
-    return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe })
+    return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe, gate: o.gate })
   }
 
   async function lookUpCloudMeterType (tenant: Tenant): Promise<string> {

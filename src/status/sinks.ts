@@ -26,8 +26,9 @@ export function httpStatusSink (sources: SourcesClient, traced: boolean): Status
           if (!(err instanceof UpstreamError)) throw err
           // A deleted application has no status left to receive.
           if (err.kind === 'not_found') continue
-          // sources-api unreachable, or refusing our own credentials: every message waits, none is to blame.
-          if (err.kind === 'misconfigured' || (err.kind === 'transient' && err.status === undefined)) throw err
+          // sources-api unreachable, down (its breaker open), asking us to wait, or refusing our own credentials:
+          // every message waits, none is to blame.
+          if (err.kind === 'misconfigured' || (err.kind === 'transient' && (err.status === undefined || err.throttled))) throw err
           // This message's own failure (an answer about it, or a request that cannot be built): the others go on.
           failures.push({ id: m.id, error: err.message, permanent: err.kind === 'rejected' })
         }

@@ -10,6 +10,17 @@ export type UpstreamErrorKind = 'transient' | 'misconfigured' | 'not_found' | 'r
 
 export class UpstreamError extends Error {
   readonly code = 'CLOUDOREG_UPSTREAM'
+  /**
+   * The gate (src/upstream/breaker.ts) of the upstream this failure is about, when it is an outage
+   * or throttling rather than something about one source: the runner parks the event there.
+   */
+  gate?: string
+  /** The upstream asked us to slow down (429, or a wait in Retry-After / X-RateLimit-Delay): never an event attempt. */
+  throttled = false
+  /** Refused by the gate before any request was sent: nothing reached the upstream. */
+  refused = false
+  /** How long the upstream asked every caller to wait (Retry-After, X-RateLimit-Delay), already bounded. */
+  retryAfterMs?: number
   constructor (
     readonly target: UpstreamTarget,
     readonly kind: UpstreamErrorKind,

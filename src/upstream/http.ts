@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request, type Dispatcher } from 'undici'
 import { backoffDelay, type Backoff } from '../backoff.js'
+import type { Gate } from './breaker.js'
 import { UpstreamError, type UpstreamTarget } from './errors.js'
 
 export interface CallOptions {
@@ -13,6 +14,8 @@ export interface CallOptions {
   timeoutMs: number
   attempts: number
   observe?: (target: UpstreamTarget, outcome: string, seconds: number) => void
+  /** The upstream's breaker and hold: every request goes through it. */
+  gate?: Gate
 }
 
 export interface CallResult {
@@ -20,13 +23,49 @@ export interface CallResult {
   body: unknown
 }
 
-function classify (target: UpstreamTarget, status: number, body: unknown): UpstreamError | null {
+function classify (target: UpstreamTarget, status: number, body: unknown, headers: Dispatcher.ResponseData['headers']): UpstreamError | null {
   if (status < 400) return null
   const reason = reasonOf(body)
   if (status === 404) return new UpstreamError(target, 'not_found', 'not found', status, reason)
   if (status === 401 || status === 403) return new UpstreamError(target, 'misconfigured', `our credentials were refused (${status})`, status, reason)
-  if (status === 408 || status === 429 || status >= 500) return new UpstreamError(target, 'transient', `answered ${status}`, status, reason)
+  if (status === 408 || status === 429 || status >= 500) {
+    const err = new UpstreamError(target, 'transient', `answered ${status}`, status, reason)
+    if (status === 429 || status === 503) {
+      err.retryAfterMs = waitAsked(headers)
+      // A 429 without a wait still says we call too fast: a short pause for everyone.
+      if (status === 429) err.retryAfterMs ??= BARE_429_WAIT_MS
+      err.throttled = err.retryAfterMs !== undefined
+    }
+    return err
+  }
   return new UpstreamError(target, 'rejected', `answered ${status}`, status, reason)
+}
+
+const BARE_429_WAIT_MS = 1000
+
+function header (headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/**
+ * The wait a 429 or 503 asks for, in ms: `Retry-After` (delta-seconds or an HTTP date) or
+ * `X-RateLimit-Delay` (seconds, fractions allowed); the longer if both. Anything else is ignored;
+ * the gate bounds it (RETRY_AFTER_MAX_SECONDS).
+ */
+export function waitAsked (headers: Dispatcher.ResponseData['headers'], now = Date.now()): number | undefined {
+  const waits: number[] = []
+  const retryAfter = header(headers, 'retry-after')?.trim()
+  if (retryAfter !== undefined && retryAfter !== '') {
+    if (/^\d{1,9}$/.test(retryAfter)) waits.push(Number(retryAfter) * 1000)
+    else {
+      const at = Date.parse(retryAfter)
+      if (!Number.isNaN(at) && /[a-z]/i.test(retryAfter)) waits.push(Math.max(0, at - now))
+    }
+  }
+  const delay = header(headers, 'x-ratelimit-delay')?.trim()
+  if (delay !== undefined && /^\d{1,9}(\.\d{1,3})?$/.test(delay)) waits.push(Math.round(Number(delay) * 1000))
+  return waits.length === 0 ? undefined : Math.max(...waits)
 }
 
 /** The human-readable part of the JSON:API-style error bodies sources-api and RHSM send. */
@@ -76,7 +115,7 @@ async function once (o: CallOptions): Promise<CallResult> {
   if (text !== '' && (res.headers['content-type'] ?? '').includes('json')) {
     try { body = JSON.parse(text) } catch { body = text }
   }
-  const error = classify(o.target, res.statusCode, body)
+  const error = classify(o.target, res.statusCode, body, res.headers)
   if (error) throw error
   return { status: res.statusCode, body }
 }
@@ -92,13 +131,14 @@ export async function call (o: CallOptions): Promise<CallResult> {
   for (let attempt = 1; ; attempt++) {
     const started = process.hrtime.bigint()
     try {
-      const result = await once(o)
+      const result = await (o.gate === undefined ? once(o) : o.gate.run(() => once(o)))
       o.observe?.(o.target, 'ok', Number(process.hrtime.bigint() - started) / 1e9)
       return result
     } catch (err) {
       const e = err as UpstreamError
-      o.observe?.(o.target, e.kind, Number(process.hrtime.bigint() - started) / 1e9)
-      if (e.kind !== 'transient' || attempt >= o.attempts) throw err
+      if (!e.refused) o.observe?.(o.target, e.throttled ? 'throttled' : e.kind, Number(process.hrtime.bigint() - started) / 1e9)
+      // An upstream that is down or asked us to wait is the event's to wait for (the runner parks it), not this loop's.
+      if (e.kind !== 'transient' || attempt >= o.attempts || e.throttled || o.gate?.blocked() === true) throw err
       await sleep(backoffDelay(CALL_BACKOFF, attempt))
     }
   }

@@ -5,7 +5,7 @@ import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
-import { createRoleVerifier } from '../../aws/sts.js'
+import { createRoleVerifier, isStsOutage } from '../../aws/sts.js'
 import { missingUpstreamSettings, type Config } from '../../config.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
 import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
@@ -17,10 +17,14 @@ import { kafkaStatusSink } from '../../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../../status/relay.js'
 import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
+import { createGate, type BreakerSettings, type Gate } from '../../upstream/breaker.js'
+import { UpstreamError } from '../../upstream/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     scheduler: Scheduler | null
+    /** The upstreams' gates (circuit breakers and Retry-After holds), by key: `sources`, `rhsm`, `sts:<region>`. */
+    upstreamGates: ReadonlyMap<string, Gate>
     /** The AWS account cloudoreg verifies from (cached); what customers' trust policies name. */
     ownAwsAccount: () => Promise<string>
   }
@@ -32,8 +36,25 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   const timeoutMs = config.UPSTREAM_TIMEOUT_MS
   const attempts = config.UPSTREAM_CALL_ATTEMPTS
   const observe = app.metrics.upstreamCall
+  const breaker: BreakerSettings = {
+    failureRate: config.BREAKER_FAILURE_PERCENT / 100,
+    windowMs: config.BREAKER_WINDOW_MS,
+    minCalls: config.BREAKER_MIN_CALLS,
+    openMs: config.BREAKER_OPEN_MS,
+    maxHoldMs: config.RETRY_AFTER_MAX_SECONDS * 1000
+  }
+  // 5xx and no answer count against an upstream; answers about one source (404, 400, AccessDenied) never do.
+  const httpOutage = (err: Error): boolean => err instanceof UpstreamError && err.kind === 'transient' && err.status !== 429
+  const gates = new Map<string, Gate>([
+    ['sources', createGate({ key: 'sources', target: 'sources', settings: breaker, isOutage: httpOutage, log: app.log })],
+    ['rhsm', createGate({ key: 'rhsm', target: 'rhsm', settings: breaker, isOutage: httpOutage, log: app.log })],
+    [`sts:${config.AWS_REGION}`, createGate({ key: `sts:${config.AWS_REGION}`, target: 'sts', settings: breaker, isOutage: isStsOutage, log: app.log })]
+  ])
+  app.decorate('upstreamGates', gates)
+  app.metrics.watchGates(() => [...gates.values()].map(g => g.stats()))
+  app.addHook('onClose', async () => { for (const g of gates.values()) g.close() })
   // Needs only AWS credentials: the account is known even while other upstreams are not configured.
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe, gate: gates.get(`sts:${config.AWS_REGION}`) })
   app.decorate('ownAwsAccount', sts.ownAccountId)
   app.addHook('onClose', async () => { sts.close() })
   const missing = missingUpstreamSettings(config)
@@ -52,10 +73,10 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       ca: config.RHSM_CA ? readFileSync(config.RHSM_CA) : undefined
     }
   })
-  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe })
+  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe, gate: gates.get('sources') })
   const rhsm = config.RHSM_MODE === 'dry-run'
     ? dryRunRhsm(app.log)
-    : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
+    : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe, gate: gates.get('rhsm') })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
@@ -93,7 +114,8 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     retry: { maxAttempts: config.RETRY_MAX_ATTEMPTS, backoff: eventBackoff },
     log: app.log,
     databaseDown: app.store.health.checkDown,
-    metrics: app.metrics
+    metrics: app.metrics,
+    gates
   })
   app.decorate('scheduler', scheduler)
   // The scheduler's own work (reading the inbox, leases) belongs to no push's trace.
