@@ -52,8 +52,11 @@ export abstract class FakeHttpServer {
   failureRate: number
   hangMs: number
   faultsInjected = 0
+  /** While set, every request fails this way (an outage), until set back to null. */
+  outage: FaultKind | null = null
 
   private readonly forced: FaultKind[] = []
+  private readonly replies: FakeReply[] = []
   private readonly random: () => number
   private readonly basePath: string
   private readonly server: http.Server
@@ -72,6 +75,11 @@ export abstract class FakeHttpServer {
 
   failNext (n: number, kind: FaultKind): void {
     for (let i = 0; i < n; i++) this.forced.push(kind)
+  }
+
+  /** Answers the next request with this reply (say a 429 with Retry-After), whatever it asked. */
+  replyNext (reply: FakeReply): void {
+    this.replies.push(reply)
   }
 
   async listen (): Promise<this> {
@@ -102,6 +110,7 @@ export abstract class FakeHttpServer {
   }
 
   private pickFault (): FaultKind | undefined {
+    if (this.outage !== null) return this.outage
     const forced = this.forced.shift()
     if (forced !== undefined) return forced
     if (this.failureRate > 0 && this.random() < this.failureRate) {
@@ -129,7 +138,8 @@ export abstract class FakeHttpServer {
     this.requests.push(rec)
     this.observe(rec)
 
-    const fault = this.pickFault()
+    const canned = this.replies.shift()
+    const fault = canned === undefined ? this.pickFault() : undefined
     if (fault !== undefined) this.faultsInjected++
     if (!(await waitUnlessGone(this.delayMs + Math.floor(Math.random() * this.jitterMs), res))) return
     if (fault === 'reset') {
@@ -138,7 +148,7 @@ export abstract class FakeHttpServer {
     }
     // A hang answers normally afterwards, like a slow upstream that still applies the change.
     if (fault === 'hang' && !(await waitUnlessGone(this.hangMs, res))) return
-    const reply = fault === 503 || fault === 401 ? this.faultReply(fault) : await this.route(rec)
+    const reply = canned ?? (fault === 503 || fault === 401 ? this.faultReply(fault) : await this.route(rec))
     send(res, reply)
   }
 }
