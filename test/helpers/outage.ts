@@ -78,11 +78,20 @@ export async function outage (t: Tap, upstream: Upstream, sources: number, perSo
   const waitingMetric = Number(new RegExp(`cloudoreg_upstream_waiting_events\\{target="${key}"\\} (\\d+)`).exec(metrics)?.[1])
   t.ok(waitingMetric >= sources - 1, `waiting events shown: ${waitingMetric}`)
   t.equal((await fetch(`${stack.url}/readyz`)).status, 200, '/readyz stays up')
-  const { body } = await eventually(async (): Promise<{ body: any } | undefined> => {
-    const res: { status: number, body: any } = await getJson(`${stack.url}${SOURCE}/${sources}`)
-    return /^waiting for upstream/.test(res.body?.waiting?.reason ?? '') ? res : undefined
-  }, 30_000, 'the status API to say why the source waits')
-  t.match(body.waiting.reason, new RegExp(`^waiting for upstream ${key}, no attempt spent`), `the status API says why: ${body.waiting.reason}`)
+  // What an operator (GET /internal/v1/events/{id}) and, once the source is known, the status API say.
+  const note = new RegExp(`^waiting for upstream ${key}, no attempt spent`)
+  const last = await eventually(async () => {
+    const e = await stack.app.store.inbox.get(sources)
+    return note.test(e?.lastError ?? '') ? e!.lastError : undefined
+  }, 30_000, 'the event to say why it waits')
+  t.comment(`an operator reads: ${last}`)
+  if (upstream !== 'sources') {
+    const { body } = await eventually(async (): Promise<{ body: any } | undefined> => {
+      const res: { status: number, body: any } = await getJson(`${stack.url}${SOURCE}/${sources}`)
+      return note.test(res.body?.waiting?.reason ?? '') ? res : undefined
+    }, 30_000, 'the status API to say why the source waits')
+    t.match(body, { state: 'pending' }, `the status API says why: ${body.waiting.reason}`)
+  }
 
   // Long after the last event parked (which takes a while: each calls the upstreams before this one first).
   const allParkedAt = Date.now()
