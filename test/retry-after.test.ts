@@ -39,6 +39,19 @@ t.test('sources-api answers 503 with X-RateLimit-Delay, then with an HTTP-date R
   await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 402 })
   await eventually(() => stack.rhsm.mappings.size === 2 ? true : undefined, 30_000, 'the second source mapped')
   const next = stack.sources.requests[asked + 1]
-  t.ok(next.at >= until - 5, `the next sources-api request came ${until - next.at} ms before the date (at most 5 ms of clock rounding)`)
+  t.ok(next.at >= until - 5, `the next sources-api request came ${next.at - until} ms after the date (5 ms allowed for clock rounding)`)
   t.same((await inboxStates(stack)).map(e => e.attempts), [1, 1], 'no attempt spent on either')
+})
+
+t.test('a status PATCH answered 429 is not the message\'s failure: it waits, never parked', async t => {
+  // One failed send would park a message: a 429 must not count as one.
+  const stack = await startStack(t, { env: { ...ENV, STATUS_MAX_ATTEMPTS: '1' } })
+  stack.sources.addSource({ sourceId: '1', applicationId: '41', authenticationId: '401', arn: ROLE(1) })
+  stack.sources.failPatches.set('41', 429)
+  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 41, authentication_id: 401 })
+  await eventually(() => stack.sources.requests.some(r => r.method === 'PATCH') ? true : undefined, 30_000, 'a PATCH answered 429')
+  stack.sources.failPatches.delete('41')
+  await eventually(() => stack.sources.patches.length === 1 ? true : undefined, 30_000, 'the status delivered')
+  const { rows } = await stack.app.store.pool.query('select attempts, parked_at from status_outbox')
+  t.match(rows, [{ attempts: 0, parked_at: null }], 'not parked, no send counted against it')
 })
