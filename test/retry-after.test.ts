@@ -4,7 +4,7 @@ import { eventually, inboxStates, pushNative, startStack } from './helpers/stack
 // An upstream that asks us to wait (429 or 503 with Retry-After or X-RateLimit-Delay) gets no call
 // from this process until then, and the event it answered spends no attempt on it. Asserted on the
 // fakes' request times, not on sleeps.
-const ENV = { RETRY_MAX_ATTEMPTS: '2', RETRY_BASE_DELAY_MS: '50', RETRY_MAX_DELAY_MS: '100', LOG_LEVEL: 'info' }
+const ENV = { UPSTREAM_CALL_ATTEMPTS: '1', RETRY_MAX_ATTEMPTS: '2', RETRY_BASE_DELAY_MS: '50', RETRY_MAX_DELAY_MS: '100', LOG_LEVEL: 'info' }
 const ROLE = (i: number): string => `arn:aws:iam::${String(500_000_000_000 + i)}:role/r`
 
 t.test('RHSM answers 429 with Retry-After: 2: no call to RHSM within 2 s, no attempt spent', async t => {
