@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import { applicationOfKey } from '../events/keys.js'
+import { LANES } from '../events/lanes.js'
 import { loggedId, type Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
@@ -82,6 +83,11 @@ export function logFinished (log: Logger, event: InboxEvent, e: { state: EventEn
   }, 'event finished')
 }
 
+/** Free slots go to the customer lane first, then re-checks, then bulk work; in queueing order within a lane. */
+function slotPriority (event: LeasableEvent): number {
+  return LANES.bulk - event.keyLane
+}
+
 /** A database hiccup while recording an outcome: retried until it passes. */
 const RECORD_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
@@ -150,7 +156,7 @@ export function createRunner (o: RunnerOptions): Runner {
         } catch (err) {
           return { err: err as Error }
         }
-      })
+      }, { priority: slotPriority(event) })
       if (result === undefined) return
       // What the attempt learnt (the source id) goes on every later line about the event.
       log = ctx.log

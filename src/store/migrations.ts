@@ -132,5 +132,16 @@ export const migrations: string[] = [
   `
   alter table inbox add column traceparent text, add column tracestate text, add column role_session_name text;
   alter table status_outbox add column traceparent text, add column tracestate text;
+  `,
+  // Lanes (src/events/lanes.ts): stored at insert, read by the scheduler to choose which source runs
+  // next. Rows pending at the upgrade keep the default, the customer lane: they were queued first.
+  // Replicas: each live replica's heartbeat, so that the upstream rate budgets are shared among them.
+  `
+  alter table inbox add column lane smallint not null default 0;
+  create index inbox_pending_keys on inbox (queue_key, org_id, lane, id) where state = 'pending';
+  create table replicas (
+    owner text primary key,
+    seen_at timestamptz not null default now()
+  );
   `
 ]
