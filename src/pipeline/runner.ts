@@ -166,6 +166,8 @@ export function createRunner (o: RunnerOptions): Runner {
         return
       }
       const err = result.err
+      // Our call rate was refused, which says nothing about the event: the attempt is not spent.
+      if (err instanceof UpstreamError && err.kind === 'throttled') attempts--
       o.metrics.eventAttemptFailed(event.eventType)
       const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
       if (misconfigured) {
@@ -179,7 +181,7 @@ export function createRunner (o: RunnerOptions): Runner {
         await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
         return
       }
-      wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
+      wakeAt = Date.now() + backoffDelay(o.retry.backoff, Math.max(1, attempts))
       log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
       // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
       await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)

@@ -6,6 +6,7 @@ import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
 import { createRegistrations, type Registrations } from './registrations.js'
+import { createReplicas, type Replicas } from './replicas.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
 import { createStats, type StoreStats } from './stats.js'
 
@@ -24,6 +25,8 @@ export interface Store {
   outbox: Outbox
   registrations: Registrations
   stats: StoreStats
+  /** The live replicas, by their heartbeats: what the upstream rate budgets are shared by. */
+  replicas: Replicas
   /** This replica's per-source leases, as `owner`. */
   leases: (owner: string, leaseMs: number) => Leases
   /** Registration, status and the event's end, in one lease-checked transaction. */
@@ -42,10 +45,11 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
     stats: createStats(pool),
+    replicas: createReplicas(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
     recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
     prune: async days => await pruneOlderThan(pool, days)
   }
 }
 
-export type { DatabaseHealth, Inbox, Leases, Outbox, Registrations, StoreStats }
+export type { DatabaseHealth, Inbox, Leases, Outbox, Registrations, Replicas, StoreStats }
