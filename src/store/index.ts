@@ -5,6 +5,7 @@ import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
+import { createReconcileStore, type ReconcileStore } from './reconcile.js'
 import { createRegistrations, type Registrations } from './registrations.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
 import { createStats, type StoreStats } from './stats.js'
@@ -23,6 +24,8 @@ export interface Store {
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
+  /** Reconciliation runs, their drift, and what a sweep reads. */
+  reconcile: ReconcileStore
   stats: StoreStats
   /** This replica's per-source leases, as `owner`. */
   leases: (owner: string, leaseMs: number) => Leases
@@ -41,6 +44,7 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
     inbox: createInbox(pool, inboxLimits),
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
+    reconcile: createReconcileStore(pool),
     stats: createStats(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
     recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
@@ -48,4 +52,4 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
   }
 }
 
-export type { DatabaseHealth, Inbox, Leases, Outbox, Registrations, StoreStats }
+export type { DatabaseHealth, Inbox, Leases, Outbox, ReconcileStore, Registrations, StoreStats }
