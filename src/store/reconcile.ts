@@ -78,7 +78,7 @@ export function createReconcileStore (pool: pg.Pool): ReconcileStore {
         if (kept.length === 0) return
         await client.query(
           `insert into reconcile_drift (run_id, seq, class, source_id, application_id, org_id, rhsm_account_id, detail, repair)
-           select $1, $2 + ord, * from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+           select $1, $2 + ord, class, source_id, application_id, org_id, rhsm_account_id, detail, repair from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
              with ordinality as t(class, source_id, application_id, org_id, rhsm_account_id, detail, repair, ord)`,
           [id, run.drift_found, kept.map(d => d.class), kept.map(d => d.sourceId), kept.map(d => d.applicationId), kept.map(d => d.orgId),
             kept.map(d => d.rhsmAccountId), kept.map(d => d.detail), kept.map(d => d.repair)])
