@@ -92,10 +92,12 @@ export async function reconcileBench (tools: ReconcileBenchTools): Promise<void>
   tools.expectNone('6. reconciliation drift other than the seeded rhsm_missing', found - report.counts.rhsm_missing)
   tools.expectNone('6. seeded rhsm_missing not found', drifted - report.counts.rhsm_missing)
   tools.expectNone(`6. peak RSS over ${RSS_LIMIT_MB} MB`, peak > RSS_LIMIT_MB ? 1 : 0)
-  // Calls in sequence per org (5 for one page of each list), ORGS_AT_ONCE orgs at a time: the floor of the sweep.
-  const bound = calls * LATENCY_MS / 1000 / ORGS_AT_ONCE
+  // The floor of the sweep: the cross-tenant list's pages one after another, then per org its longest list's pages
+  // one after another (an org's lists are read at once), ORGS_AT_ONCE orgs at a time.
+  const pages = (count: number): number => Math.floor(count / 100) + 1
+  const bound = (pages(total) + orgs.reduce((a, o) => a + pages(o.count), 0) / ORGS_AT_ONCE) * LATENCY_MS / 1000
   tools.report(`6. reconciliation dry run, ${total.toLocaleString('en')} registrations in ${orgs.length.toLocaleString('en')} orgs, ${LATENCY_MS} ms per upstream call`,
-    `${seconds.toFixed(1)} s (bound ${bound.toFixed(1)} s: ${calls.toLocaleString('en')} calls × ${LATENCY_MS} ms / ${ORGS_AT_ONCE} orgs at once), ${report.state}, ` +
+    `${seconds.toFixed(1)} s (bound ${bound.toFixed(1)} s: pages in sequence × ${LATENCY_MS} ms, ${ORGS_AT_ONCE} orgs at once; ${calls.toLocaleString('en')} calls in all), ${report.state}, ` +
     `${report.counts.rhsm_missing} of ${drifted} seeded drift found; peak RSS ${peak.toFixed(0)} MB (limit ${RSS_LIMIT_MB} MB; ${rssBefore.toFixed(0)} MB before the run)`,
     `POST /internal/v1/reconcile to state done; one org of ${orgs[0].count.toLocaleString('en')} (${Math.ceil(orgs[0].count / 100)} pages per list) and the rest in orgs of 10; VmHWM of the cloudoreg process`)
   await tools.stop(server.child)

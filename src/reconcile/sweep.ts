@@ -23,28 +23,33 @@ export interface Found extends DriftItem {
 
 interface App { sourceId: string, availabilityStatus: string }
 
+/** Every page of a list, gathered (one org's worth). */
+async function gather<T> (pages: AsyncGenerator<T[]>): Promise<T[]> {
+  const all: T[] = []
+  for await (const page of pages) all.push(...page)
+  return all
+}
+
 /** What sources-api holds of one org's cloud-meter applications: each with its linked authentications' ARNs. */
 async function sourcesView (deps: SweepDeps, tenant: Tenant): Promise<{ apps: Map<string, App>, arns: Map<string, Map<string, string>> }> {
-  const apps = new Map<string, App>()
-  for await (const page of deps.sources.cloudMeterApplications(tenant, deps.pageSize)) {
-    for (const a of page) apps.set(a.id, { sourceId: a.sourceId, availabilityStatus: a.availabilityStatus })
-  }
-  // application → its linked authentication ids, then each one's ARN (kept for cloud-meter applications only).
-  const linked = new Map<string, string>()
-  for await (const page of deps.sources.applicationAuthentications(tenant, deps.pageSize)) {
-    for (const l of page) if (apps.has(l.applicationId)) linked.set(l.authenticationId, l.applicationId)
-  }
+  // The three lists are independent: read at once, joined after.
+  const [applications, links, authentications] = await Promise.all([
+    gather(deps.sources.cloudMeterApplications(tenant, deps.pageSize)),
+    gather(deps.sources.applicationAuthentications(tenant, deps.pageSize)),
+    gather(deps.sources.arnAuthentications(tenant, deps.pageSize))
+  ])
+  const apps = new Map(applications.map(a => [a.id, { sourceId: a.sourceId, availabilityStatus: a.availabilityStatus }]))
+  // authentication → the cloud-meter application it is linked to.
+  const linked = new Map(links.filter(l => apps.has(l.applicationId)).map(l => [l.authenticationId, l.applicationId]))
   const arns = new Map<string, Map<string, string>>()
-  for await (const page of deps.sources.arnAuthentications(tenant, deps.pageSize)) {
-    for (const a of page) {
-      const applicationId = linked.get(a.id)
-      if (applicationId === undefined || a.resourceType !== 'Application') continue
-      // The public list hides the password, where an ARN may be kept instead of the username.
-      const arn = a.username !== '' ? a.username : (await deps.sources.getAuthentication(a.id, tenant)).password
-      if (arn === '') continue
-      if (!arns.has(applicationId)) arns.set(applicationId, new Map())
-      arns.get(applicationId)!.set(a.id, arn)
-    }
+  for (const a of authentications) {
+    const applicationId = linked.get(a.id)
+    if (applicationId === undefined || a.resourceType !== 'Application') continue
+    // The public list hides the password, where an ARN may be kept instead of the username.
+    const arn = a.username !== '' ? a.username : (await deps.sources.getAuthentication(a.id, tenant)).password
+    if (arn === '') continue
+    if (!arns.has(applicationId)) arns.set(applicationId, new Map())
+    arns.get(applicationId)!.set(a.id, arn)
   }
   return { apps, arns }
 }
@@ -63,10 +68,10 @@ async function rhsmView (deps: SweepDeps, orgId: string): Promise<Map<string, { 
  * whole of any: sources-api and RHSM are read page by page, cloudoreg one org at a time.
  */
 export async function sweepOrg (deps: SweepDeps, orgId: string): Promise<Found[]> {
+  // sources-api scopes by org; the account number, when cloudoreg knows one, goes along as its events carry it.
   const { registrations, destroyed } = await deps.store.orgRegistrations(orgId)
   const tenant: Tenant = { orgId, accountNumber: registrations.find(r => r.accountNumber !== null)?.accountNumber ?? null }
-  const { apps, arns } = await sourcesView(deps, tenant)
-  const mapped = await rhsmView(deps, orgId)
+  const [{ apps, arns }, mapped] = await Promise.all([sourcesView(deps, tenant), rhsmView(deps, orgId)])
 
   const found: Found[] = []
   const add = (cls: DriftClass, r: { sourceId: string, applicationId: string | null, accountNumber: string | null }, rhsmAccountId: string | null, detail: string, repair: string): void => {
