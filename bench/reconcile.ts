@@ -18,6 +18,8 @@ export interface ReconcileBenchTools {
   peakRss: (pid: number) => number
   report: (what: string, figure: string, how: string) => void
   expectNone: (what: string, count: number) => void
+  treeCpu: (pid: number, dataDir?: string) => { self: number, postgres: number }
+  machineCpu: () => { busy: number, total: number }
 }
 
 const LATENCY_MS = 20
@@ -72,6 +74,7 @@ export async function reconcileBench (tools: ReconcileBenchTools): Promise<void>
   rhsm.delayMs = LATENCY_MS
   const rssBefore = tools.peakRss(server.child.pid!)
 
+  const before = { tree: tools.treeCpu(server.child.pid!, server.dataDir), own: process.cpuUsage(), machine: tools.machineCpu() }
   const started = performance.now()
   const res = await fetch(`${server.url}/internal/v1/reconcile`, {
     method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: '{"dry_run":true}'
@@ -85,6 +88,16 @@ export async function reconcileBench (tools: ReconcileBenchTools): Promise<void>
   }, 30 * 60_000, 'the reconciliation run')
   const seconds = (performance.now() - started) / 1000
   const peak = tools.peakRss(server.child.pid!)
+  // Where the CPU went meanwhile: cloudoreg, its PostgreSQL, this process (the fakes), everything else on the machine.
+  const tree = tools.treeCpu(server.child.pid!, server.dataDir)
+  const own = process.cpuUsage(before.own)
+  const machine = tools.machineCpu()
+  const node = tree.self - before.tree.self
+  const postgres = tree.postgres - before.tree.postgres
+  const fakes = (own.user + own.system) / 1e6
+  const other = Math.max(0, machine.busy - before.machine.busy - node - postgres - fakes)
+  const busy = (machine.busy - before.machine.busy) / (machine.total - before.machine.total)
+  const cpu = `CPU s: cloudoreg ${node.toFixed(1)}, PostgreSQL ${postgres.toFixed(1)}, fakes ${fakes.toFixed(1)}, other work ${other.toFixed(1)}; machine ${(100 * busy).toFixed(0)}% busy`
   // Nothing else calls the fakes: no event was pushed.
   const calls = sources.requests.length + rhsm.requests.length
   const found = Object.values(report.counts).reduce((a, b) => a + b, 0)
@@ -98,7 +111,7 @@ export async function reconcileBench (tools: ReconcileBenchTools): Promise<void>
   const bound = (pages(total) + orgs.reduce((a, o) => a + pages(o.count), 0) / ORGS_AT_ONCE) * LATENCY_MS / 1000
   tools.report(`6. reconciliation dry run, ${total.toLocaleString('en')} registrations in ${orgs.length.toLocaleString('en')} orgs, ${LATENCY_MS} ms per upstream call`,
     `${seconds.toFixed(1)} s (bound ${bound.toFixed(1)} s: pages in sequence × ${LATENCY_MS} ms, ${ORGS_AT_ONCE} orgs at once; ${calls.toLocaleString('en')} calls in all), ${report.state}, ` +
-    `${report.counts.rhsm_missing} of ${drifted} seeded drift found; peak RSS ${peak.toFixed(0)} MB (limit ${RSS_LIMIT_MB} MB; ${rssBefore.toFixed(0)} MB before the run)`,
+    `${report.counts.rhsm_missing} of ${drifted} seeded drift found; peak RSS ${peak.toFixed(0)} MB (limit ${RSS_LIMIT_MB} MB; ${rssBefore.toFixed(0)} MB before the run); ${cpu}`,
     `POST /internal/v1/reconcile to state done; one org of ${orgs[0].count.toLocaleString('en')} (${Math.ceil(orgs[0].count / 100)} pages per list) and the rest in orgs of 10; VmHWM of the cloudoreg process`)
   await tools.stop(server.child)
   await Promise.all([sources.close(), rhsm.close()])

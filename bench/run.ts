@@ -453,7 +453,7 @@ if (!only || only === 'e2e' || only === 'cpu') {
   report(`3c. CPU ceiling: ${E2E.sources} sources, no added latency`, `${cpu.perSecond.toFixed(1)} sources/s; ${cpuText(cpu.cpu)}`, 'fakes, broker and cloudoreg share the 2 cores')
 }
 if (!only || only === 'memory') await memory()
-if (!only || only === 'reconcile') await reconcileBench({ smoke: SMOKE, cloudoreg, stop, peakRss, report, expectNone })
+if (!only || only === 'reconcile') await reconcileBench({ smoke: SMOKE, cloudoreg, stop, peakRss, report, expectNone, treeCpu, machineCpu })
 console.log('\n| measure | figure | how |\n|---|---|---|')
 for (const [what, figure, how] of rows) console.log(`| ${what} | ${figure} | ${how} |`)
 if (faults.length > 0) {
