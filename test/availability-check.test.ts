@@ -59,6 +59,8 @@ t.test('2,000 checks of one source in a burst: one stored check, one AssumeRole,
   const checks = rows.filter(r => r.event_type === 'cloudoreg.check')
   t.equal(checks.length, 1, 'one check stored: the others were the pending one, or its redeliveries')
   t.equal(checks[0].outcome, 'verified; mapping already held')
+  // The PATCH leaves through the relay after the outcome: wait for it, then a little longer for a second that must not come.
+  await eventually(() => stack.sources.patches.length > before.patches ? true : undefined, 30_000, 'the PATCH')
   await new Promise(resolve => setTimeout(resolve, 500))
   t.equal(assumeRoles(stack) - before.sts, 1, 'one AssumeRole')
   t.equal(stack.sources.patches.length - before.patches, 1, 'one PATCH')
