@@ -117,8 +117,9 @@ t.test('one drift of each class: the dry run lists exactly those, the real run r
   t.match(after, /cloudoreg_reconcile_drift\{class="rhsm_orphan"\} 1\n/, 'real runs leave the dry run\'s metrics alone')
 })
 
-t.test('the route: operators only, a body that must make sense, 404 for an unknown run, one run at a time', async t => {
-  const stack = await startStack(t, { env: { INTERNAL_TOKEN: TOKEN } })
+t.test('the route: operators only, a body that must make sense, 404 for an unknown run, a failing upstream, one run at a time', async t => {
+  // A long call timeout: RHSM is made slow below, and a loaded machine must not turn that into a failure.
+  const stack = await startStack(t, { env: { INTERNAL_TOKEN: TOKEN, UPSTREAM_CALL_ATTEMPTS: '1', UPSTREAM_TIMEOUT_MS: '20000' } })
   t.equal((await post(stack, {}, 'not-the-token-0123456789012345678')).status, 401)
   t.equal((await fetch(`${stack.url}/internal/v1/reconcile/abc`)).status, 401)
   const bad = await post(stack, { dry_run: 'sometimes' })
@@ -130,9 +131,12 @@ t.test('the route: operators only, a body that must make sense, 404 for an unkno
   t.match(await missing.json(), { detail: /no reconciliation run/ })
   t.equal((await fetch(`${stack.url}/internal/v1/reconcile/NOT_AN_ID`, { headers: auth })).status, 400)
 
-  // RHSM slow, so that the first run is surely still running when the second is asked for.
   stack.sources.addSource({ sourceId: '1', applicationId: '101', authenticationId: '201', arn: arn('111111111111'), orgId: ORG })
-  stack.rhsm.delayMs = 1000
+  stack.rhsm.failNext(1, 503)
+  t.match(await reconcile(t, stack, true), { state: 'failed', error: /rhsm: answered 503/, finished_at: String }, 'an upstream that fails: the run fails and says why')
+
+  // RHSM slow, so that the first run is surely still running when the second is asked for.
+  stack.rhsm.delayMs = 3000
   const first = await post(stack) // no body: a dry run
   t.equal(first.status, 202)
   const { id, dry_run: dryRun } = await first.json()
@@ -143,16 +147,8 @@ t.test('the route: operators only, a body that must make sense, 404 for an unkno
   const report = await eventually(async () => {
     const r = await run(stack, id)
     return r.state === 'running' ? undefined : r
-  }, 30_000)
+  }, 45_000)
   t.match(report, { state: 'done', total: 1, checked: 1, counts: { unknown_to_cloudoreg: 1 } })
-})
-
-t.test('an upstream that fails: the run fails and says why', async t => {
-  const stack = await startStack(t, { env: { INTERNAL_TOKEN: TOKEN, UPSTREAM_CALL_ATTEMPTS: '1' } })
-  stack.sources.addSource({ sourceId: '1', applicationId: '101', authenticationId: '201', arn: arn('111111111111'), orgId: ORG })
-  stack.rhsm.failNext(1, 503)
-  const report = await reconcile(t, stack, true)
-  t.match(report, { state: 'failed', error: /rhsm: answered 503/, finished_at: String })
 })
 
 t.test('RECONCILE_INTERVAL: scheduled dry runs, one at a time, their counts as metrics', async t => {
