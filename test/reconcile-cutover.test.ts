@@ -54,4 +54,14 @@ t.test('the cutover from the old system: shadow mode, a real run that imports, t
   t.match(await reconcile(t, stack, false), { state: 'done', repairs_queued: 1 })
   t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/2`)).body, { state: 'registered', authentication_id: '302', role_arn: /renamed/ })
   t.same(classes(await reconcile(t, stack, true)), [])
+
+  // A credential unlinked without an event: the registration's source is gone as far as cloud metering goes.
+  sources.removeLinks('101')
+  const unlinked = await reconcile(t, stack, true)
+  t.same(classes(unlinked), ['source_gone 1'])
+  t.match(unlinked.drift[0], { rhsm_account_id: '111111111111', detail: /authentication 201 is no longer linked/ })
+  t.match(await reconcile(t, stack, false), { state: 'done', repairs_queued: 1 })
+  t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/1`)).body, { state: 'removed', mapped: false })
+  t.notOk(rhsm.mappings.has('1'), 'its RHSM mapping removed')
+  t.same(classes(await reconcile(t, stack, true)), [])
 })
