@@ -1,5 +1,5 @@
 import t, { type Test as Tap } from 'tap'
-import { eventually, getJson, inboxStates, ORG, startStack, type Stack } from './helpers/stack.js'
+import { eventually, getJson, inboxStates, ORG, pushNative, startStack, type Stack } from './helpers/stack.js'
 
 const TOKEN = 'internal-token-for-cutover-0123456789'
 const arn = (account: string): string => `arn:aws:iam::${account}:role/redhat-cloud-meter`
@@ -63,5 +63,16 @@ t.test('the cutover from the old system: shadow mode, a real run that imports, t
   t.match(await reconcile(t, stack, false), { state: 'done', repairs_queued: 1 })
   t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/1`)).body, { state: 'removed', mapped: false })
   t.notOk(rhsm.mappings.has('1'), 'its RHSM mapping removed')
+  t.same(classes(await reconcile(t, stack, true)), [])
+
+  // A paused source keeps its mapping, unverified until the unpause: a lost mapping comes back without a check.
+  sources.setPaused('102', true)
+  await pushNative(stack.url, 'Application.pause', { id: 102, source_id: 2 })
+  await eventually(async () => (await getJson(`${stack.url}/api/cloudoreg/v1/sources/2`)).body.state === 'paused' ? true : undefined)
+  rhsm.mappings.delete('2')
+  t.same(classes(await reconcile(t, stack, true)), ['rhsm_missing 2'])
+  t.match(await reconcile(t, stack, false), { state: 'done', repairs_queued: 1 })
+  t.equal(rhsm.mappings.get('2')?.awsAccountId, '222222222222')
+  t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/2`)).body, { state: 'paused', mapped: true })
   t.same(classes(await reconcile(t, stack, true)), [])
 })

@@ -96,8 +96,11 @@ export async function runReconcile (runId: string, dryRun: boolean, deps: RunDep
     total = queue.length
     await write()
 
+    // One worker's failure stops the others before their next org: a failed run queues no more repairs.
+    let failed = false
     const worker = async (): Promise<void> => {
       for (let org = queue.pop(); org !== undefined; org = queue.pop()) {
+        if (failed) return
         deps.signal.throwIfAborted()
         const found = await settled(deps, await sweepOrg(deps, org))
         for (const f of found) counts[f.class]++
@@ -107,7 +110,15 @@ export async function runReconcile (runId: string, dryRun: boolean, deps: RunDep
         await writeSoon()
       }
     }
-    await Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker))
+    const guarded = async (): Promise<void> => {
+      try {
+        await worker()
+      } catch (err) {
+        failed = true
+        throw err
+      }
+    }
+    await Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, guarded))
     await writing
     await write()
     const found = Object.values(counts).reduce((a, b) => a + b, 0)

@@ -69,6 +69,12 @@ async function reverify (deps: FlowDeps, ctx: EventContext, applicationId: strin
     if (isNotFound(err)) return { note: 'application no longer exists' }
     throw err
   }
+  if (remap && existing?.state === 'paused' && existing.mapped && existing.awsAccountId !== null) {
+    // Paused: nothing is verified until the unpause, but the mapping it keeps must be there.
+    knowSource(ctx, existing.sourceId)
+    await deps.rhsm.addAwsAccount({ orgId: existing.orgId, awsAccountId: existing.awsAccountId, sourceId: existing.sourceId })
+    return { note: 'paused: mapping restored in RHSM' }
+  }
   const authenticationId = existing?.authenticationId != null && linked.includes(existing.authenticationId) ? existing.authenticationId : linked[0]
   if (authenticationId === undefined) return { note: 'application has no authentication' }
   return await verifyAndRegister(deps, ctx, { applicationId, authenticationId, whilePaused: 'store', remap })
