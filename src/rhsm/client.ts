@@ -22,6 +22,9 @@ export interface RhsmClient {
   enabledAwsAccounts: (orgId: string, pageSize: number) => AsyncGenerator<EnabledAccount[]>
 }
 
+/** Pages of one org's enabled accounts read at most. */
+const MAX_PAGES = 100_000
+
 /** One provider account RHSM holds for an org; `sourceId` only for accounts created through sources. */
 export interface EnabledAccount {
   id: string
@@ -82,16 +85,18 @@ export function createRhsmClient (o: RhsmClientOptions): RhsmClient {
       }
     },
     async * enabledAwsAccounts (orgId, pageSize) {
-      for (let offset = 0; ; offset += pageSize) {
+      for (let page = 0, offset = 0; ; page++, offset += pageSize) {
+        // An answer that ignores `offset` must not keep the caller paging for ever.
+        if (page >= MAX_PAGES) throw new UpstreamError('rhsm', 'transient', `enabled accounts: more than ${MAX_PAGES} pages`)
         const res = await call({
           ...common,
           method: 'GET',
           url: `${base}/cloud_access_providers/enabled?limit=${pageSize}&offset=${offset}`,
           headers: { 'X-RhsmApi-AccountID': orgId }
         })
-        const page = enabledPage(res.body, pageSize)
-        yield page.accounts
-        if (!page.more) return
+        const { accounts, more } = enabledPage(res.body, pageSize)
+        yield accounts
+        if (!more) return
       }
     }
   }

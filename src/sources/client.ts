@@ -5,6 +5,9 @@ import { UpstreamError } from '../upstream/errors.js'
 
 export const CLOUD_METER_TYPE = '/insights/platform/cloud-meter'
 
+/** Pages of one list read at most (10 million items at 100 a page). */
+const MAX_PAGES = 100_000
+
 export interface Application {
   id: string
   sourceId: string
@@ -110,15 +113,19 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
     return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe })
   }
 
-  /** A sources-api list, page by page, until `meta.count` items were offered (or a page came back empty). */
+  /**
+   * A sources-api list, page by page, until `meta.count` items were offered or a page came back short;
+   * at most MAX_PAGES pages, so that an answer that ignores `offset` cannot keep a caller paging for ever.
+   */
   async function * pages<T> (path: string, tenant: Tenant | null, pageSize: number, what: string, map: (item: Record<string, unknown>) => T): AsyncGenerator<T[]> {
     const sep = path.includes('?') ? '&' : '?'
-    for (let offset = 0; ; offset += pageSize) {
+    for (let page = 0, offset = 0; ; page++, offset += pageSize) {
+      if (page >= MAX_PAGES) throw new UpstreamError('sources', 'transient', `${what}: more than ${MAX_PAGES} pages`)
       const { body } = await send(`${path}${sep}limit=${pageSize}&offset=${offset}`, tenant)
       const data = dataOf(body, what)
       const count = Number((asObject(body, what).meta as { count?: unknown } | undefined)?.count)
       yield data.map(map)
-      if (data.length === 0 || !(offset + pageSize < count)) return
+      if (data.length < pageSize || !(offset + pageSize < count)) return
     }
   }
 
