@@ -20,7 +20,8 @@ const classes = (report: any): string[] => report.drift.map((d: any) => `${d.cla
 
 t.test('the cutover from the old system: shadow mode, a real run that imports, then the status sink on', async t => {
   // What cloudigrade and the autoreg listener left: two cloud-meter sources, mapped in RHSM, reported available.
-  const stack = await startStack(t, { env: { INTERNAL_TOKEN: TOKEN, STATUS_SINK: 'none' } })
+  // A short lease, so that the reconciliation lease is renewed on its timer during the runs.
+  const stack = await startStack(t, { env: { INTERNAL_TOKEN: TOKEN, STATUS_SINK: 'none', LEASE_MS: '3000' } })
   const { sources, rhsm } = stack
   for (const i of [1, 2]) {
     sources.addSource({ sourceId: String(i), applicationId: String(100 + i), authenticationId: String(200 + i), arn: arn(String(i).repeat(12)), orgId: ORG })

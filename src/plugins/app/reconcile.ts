@@ -56,6 +56,8 @@ async function reconcile (app: FastifyInstance): Promise<void> {
     const id = randomUUID()
     await app.store.reconcile.create({ id, dryRun, scheduled, owner: leases.owner })
     app.log.info({ runId: id, dryRun, scheduled }, 'reconciliation started')
+    // Renewed on a timer too: an org of thousands of sources may take longer than LEASE_MS between progress writes.
+    const renew = setInterval(() => { leases.take([LEASE_KEY]).catch(() => {}) }, config.LEASE_MS / 3).unref()
     running = runReconcile(id, dryRun, {
       ...upstreams,
       store: app.store.reconcile,
@@ -68,6 +70,7 @@ async function reconcile (app: FastifyInstance): Promise<void> {
       keepLease: async () => (await leases.take([LEASE_KEY])).has(LEASE_KEY),
       pollMs: 1000
     }).finally(async () => {
+      clearInterval(renew)
       running = null
       await leases.releaseAll().catch((err: Error) => app.log.warn({ err }, 'releasing the reconciliation lease failed; it expires on its own'))
     })
