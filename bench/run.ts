@@ -12,6 +12,7 @@ import { startFakeSts } from '../test/helpers/fake-sts.js'
 import { collectTopic, startMockKafka } from '../test/helpers/kafka.js'
 import { createRecord, eventually, freePort } from '../test/helpers/stack.js'
 import { lanesBench } from './lanes.js'
+import { reconcileBench } from './reconcile.js'
 
 // npm run bench: each figure against a ceiling measured in the same run on the same machine.
 // cloudoreg runs as its own process (compiled, `node dist/src/server.js`); load comes from this one.
@@ -461,6 +462,7 @@ if (!only || only === 'lanes') {
     ? { orgs: [150, 20, 20, 20], latencyMs: 5, createEveryMs: 200 }
     : { orgs: [15_000, ...Array.from({ length: 9 }, (_, k) => k < 5 ? 556 : 555)], latencyMs: 20, createEveryMs: 2000 })
 }
+if (!only || only === 'reconcile') await reconcileBench({ smoke: SMOKE, cloudoreg, stop, peakRss, report, expectNone, treeCpu, machineCpu })
 console.log('\n| measure | figure | how |\n|---|---|---|')
 for (const [what, figure, how] of rows) console.log(`| ${what} | ${figure} | ${how} |`)
 if (faults.length > 0) {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { checkEvent } from '../src/events/check.js'
-import { CHECK_EVENT } from '../src/events/event.js'
+import { CHECK_EVENT, RECONCILE_EVENT } from '../src/events/event.js'
 import { LANES, laneOf } from '../src/events/lanes.js'
 import { eventually, identities, ORG, pushNative, startBareApp, startStack } from './helpers/stack.js'
 
@@ -18,6 +18,7 @@ t.test('laneOf: one rule from the event type, who asked, and whether it is a rep
   t.equal(laneOf({ eventType: CHECK_EVENT, body: { requested_by: 'operator' }, replayOf: null }), LANES.bulk)
   t.equal(laneOf({ eventType: CHECK_EVENT, body: { requested_by: 'customer' }, replayOf: null }), LANES.customer)
   t.equal(laneOf({ ...create, replayOf: 7 }), LANES.bulk)
+  t.equal(laneOf({ eventType: RECONCILE_EVENT, body: { requested_by: 'reconcile' }, replayOf: null }), LANES.bulk, 'a reconciliation\'s repair')
   t.equal(laneOf({ eventType: CHECK_EVENT, body: { requested_by: 'sources-api' }, replayOf: 7 }), LANES.bulk)
 })
 

@@ -1,4 +1,4 @@
-import { CHECK_EVENT } from './event.js'
+import { CHECK_EVENT, RECONCILE_EVENT } from './event.js'
 
 /**
  * Which work runs first when there is more than the slots can take. The lane is stored on the inbox
@@ -11,7 +11,7 @@ export const LANES = {
   customer: 0,
   /** sources-api's periodic availability re-checks: bulk by nature (a wave every round), nobody is waiting on one. */
   recheck: 1,
-  /** Operators' bulk work: replays and re-verifications. */
+  /** Operators' bulk work: replays, re-verifications, reconciliation's repairs. */
   bulk: 2
 } as const
 
@@ -22,7 +22,7 @@ export const LANE_NAMES: Record<Lane, LaneName> = { 0: 'customer', 1: 'recheck',
 
 /** The one rule that puts an event in a lane: from its type, who asked for it (checks) and whether it is a replay. */
 export function laneOf (e: { eventType: string, body: Record<string, unknown>, replayOf: number | null }): Lane {
-  if (e.replayOf !== null) return LANES.bulk
+  if (e.replayOf !== null || e.eventType === RECONCILE_EVENT) return LANES.bulk
   if (e.eventType !== CHECK_EVENT) return LANES.customer
   switch (e.body.requested_by) {
     case 'sources-api': return LANES.recheck

@@ -34,11 +34,11 @@ export interface Scheduler {
 const PAGE = 500
 
 /**
- * Customer-lane events are read even when the window is full of other work, up to this many more
- * than the window: a create must not wait for a wave of re-checks to drain from memory first.
+ * Of the window, this many events are kept for the customer lane: re-checks and bulk work fill at most
+ * the rest, so that a create never waits for a wave held in memory to drain first.
  */
 export function customerReserve (window: number): number {
-  return Math.max(16, Math.ceil(window / 10))
+  return Math.floor(window / 10)
 }
 
 /**
@@ -96,12 +96,13 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
 
   async function pull (): Promise<void> {
     while (!stopping.signal.aborted) {
-      // A full window still takes customer work, into the reserve.
+      // The last tenth of the window takes customer work only.
       const room = o.window - held.size
-      const limit = Math.min(PAGE, room > 0 ? room : room + reserve)
+      const lowerRoom = room - reserve
+      const limit = Math.min(PAGE, lowerRoom > 0 ? lowerRoom : room)
       if (limit <= 0) break
       const found = await keeper.exclusive(async () => {
-        const rows = await o.leases.candidates(limit, [...held], room > 0 ? LANES.bulk : LANES.customer)
+        const rows = await o.leases.candidates(limit, [...held], lowerRoom > 0 ? LANES.bulk : LANES.customer)
         const ignored: InboxEvent[] = []
         const runnable: Array<{ event: LeasableEvent, handler: EventHandler }> = []
         for (const event of rows) {

@@ -5,6 +5,7 @@ import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
+import { createReconcileStore, type ReconcileStore } from './reconcile.js'
 import { createRegistrations, type Registrations } from './registrations.js'
 import { createReplicas, type Replicas } from './replicas.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
@@ -24,6 +25,8 @@ export interface Store {
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
+  /** Reconciliation runs, their drift, and what a sweep reads. */
+  reconcile: ReconcileStore
   stats: StoreStats
   /** The live replicas, by their heartbeats: what the upstream rate budgets are shared by. */
   replicas: Replicas
@@ -44,6 +47,7 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
     inbox: createInbox(pool, inboxLimits),
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
+    reconcile: createReconcileStore(pool),
     stats: createStats(pool),
     replicas: createReplicas(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
@@ -52,4 +56,4 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
   }
 }
 
-export type { DatabaseHealth, Inbox, Leases, Outbox, Registrations, Replicas, StoreStats }
+export type { DatabaseHealth, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats }
