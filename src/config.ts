@@ -73,11 +73,17 @@ const ConfigSchema = Type.Object({
   CHECK_ORG_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600 }),
   CHECK_TOTAL_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 6000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
+  // Calls per second to each upstream, in total across all replicas (each takes its share).
+  STS_MAX_RPS: Type.Integer({ minimum: 1, maximum: 100000, default: 50 }),
+  RHSM_MAX_RPS: Type.Integer({ minimum: 1, maximum: 100000, default: 20 }),
+  SOURCES_MAX_RPS: Type.Integer({ minimum: 1, maximum: 100000, default: 100 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 100, default: 1000 }),
+  // Seconds between scheduled reconciliation dry runs; unset: none.
+  RECONCILE_INTERVAL: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
 
   // OpenTelemetry's standard variables (the SDK reads them too); no endpoint, no tracing.
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),

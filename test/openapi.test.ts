@@ -29,6 +29,8 @@ t.test('the served OpenAPI document is the committed openapi/openapi.json (npm r
     '/internal/v1/events',
     '/internal/v1/events/{id}',
     '/internal/v1/events/{id}/replay',
+    '/internal/v1/reconcile',
+    '/internal/v1/reconcile/{id}',
     '/internal/v1/sources/{source_id}/reverify',
     '/internal/v1/status-messages/parked',
     '/internal/v1/status-messages/{id}/retry',

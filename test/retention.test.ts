@@ -16,8 +16,14 @@ t.test('history older than RETENTION_DAYS is pruned; registrations, pending even
     ('old', null, now() - interval '40 days'), ('expired', now() - interval '1 second', now()), ('fresh-hash', now() + interval '1 minute', now()), ('durable', null, now())`)
   await pool.query('insert into registrations (application_id, source_id, org_id, state, updated_at) values (\'1\', \'1\', \'1\', \'registered\', now() - interval \'400 days\')')
 
+  for (const [id, state, days] of [['old', 'done', 40], ['old-running', 'running', 40], ['recent', 'done', 1]] as const) {
+    await pool.query('insert into reconcile_runs (id, dry_run, state, owner, started_at) values ($1, true, $2, \'x\', now() - $3 * interval \'1 day\')', [id, state, days])
+    await pool.query('insert into reconcile_drift (run_id, seq, class, detail, repair) values ($1, 0, \'rhsm_orphan\', \'d\', \'r\')', [id])
+  }
+
   const pruned = await pruneOlderThan(pool, 30)
-  t.same(pruned, { events: 1200, statuses: 1, deliveryKeys: 2 })
+  t.same(pruned, { events: 1200, statuses: 1, deliveryKeys: 2, reconcileRuns: 1 })
+  t.same((await pool.query('select run_id from reconcile_drift order by run_id')).rows.map(r => r.run_id), ['old-running', 'recent'], 'a pruned run takes its drift along; a running one is kept')
   const count = async (sql: string): Promise<number> => (await pool.query(sql)).rows[0].n
   t.equal(await count('select count(*)::int as n from inbox where state = \'dead\''), 600, 'dead letters kept')
   t.equal(await count('select count(*)::int as n from inbox where state = \'pending\''), 600, 'pending events kept')

@@ -8,6 +8,7 @@ import type { Gate } from '../upstream/breaker.js'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
 import { inSpan } from '../tracing/spans.js'
+import type { RateGate } from '../upstream/rate-budget.js'
 
 // The SDK warns on the first client under Node 20 that its 2027 releases need Node 22; the lockfile pins
 // a release that supports 20, and the README says which Node versions cloudoreg supports.
@@ -23,6 +24,8 @@ export interface StsOptions {
   observe?: CallOptions['observe']
   /** The breaker of STS in this region: both calls of a verification go through it. */
   gate?: Gate
+  /** Paces AssumeRole (each HTTP attempt, the SDK's retries included) and hears of its throttling. */
+  rate?: RateGate
 }
 
 export type RoleCheck =
@@ -79,7 +82,8 @@ function classify (err: AwsError, step: StsStep, gate: Gate | undefined): RoleCh
   if (err instanceof UpstreamError) throw err
   const status = err.$metadata?.httpStatusCode
   let kind: UpstreamErrorKind | undefined
-  if (THROTTLING.has(err.name) || status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
+  if (THROTTLING.has(err.name)) kind = 'throttled'
+  else if (status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
   else if (step === 'AssumeRole' && OWN_CREDENTIALS.has(err.name)) kind = 'misconfigured'
   if (kind !== undefined) {
     const e = new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)
@@ -139,6 +143,20 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   const transport = { 'http:': { request: httpRequest, agent: httpAgent }, 'https:': { request: httpsRequest, agent: httpsAgent } }
   // The service's own credentials come from the SDK's default chain.
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
+  const rate = o.rate
+  if (rate !== undefined) {
+    // Inside the SDK's retry middleware (finalizeRequest, high priority): once per HTTP attempt.
+    client.middlewareStack.add((next, context) => async args => {
+      if (context.commandName !== 'AssumeRoleCommand') return await next(args)
+      await rate.take()
+      try {
+        return await next(args)
+      } catch (err) {
+        if (THROTTLING.has((err as AwsError).name)) rate.throttled()
+        throw err
+      }
+    }, { step: 'finalizeRequest', priority: 'low', name: 'cloudoreg-assume-role-rate' })
+  }
   let target: Promise<CallerIdentityTarget> | undefined
   const gated = <T>(fn: () => Promise<T>): Promise<T> => o.gate === undefined ? fn() : o.gate.run(fn)
 

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import { applicationOfKey } from '../events/keys.js'
+import { LANES } from '../events/lanes.js'
 import { loggedId, type Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
@@ -86,6 +87,11 @@ export function logFinished (log: Logger, event: InboxEvent, e: { state: EventEn
     attempts: e.attempts,
     durationMs: e.durationMs
   }, 'event finished')
+}
+
+/** Free slots go to the customer lane first, then re-checks, then bulk work; in queueing order within a lane. */
+function slotPriority (event: LeasableEvent): number {
+  return LANES.bulk - event.keyLane
 }
 
 /** A database hiccup while recording an outcome: retried until it passes. */
@@ -177,7 +183,7 @@ export function createRunner (o: RunnerOptions): Runner {
           } catch (err) {
             return { err: err as Error }
           }
-        })
+        }, { priority: slotPriority(event) })
         // The gate that let this attempt through may let the next one go.
         release?.()
         release = undefined
@@ -197,6 +203,8 @@ export function createRunner (o: RunnerOptions): Runner {
           wakeAt = Date.now()
           continue
         }
+        // Our call rate was refused, which says nothing about the event: the attempt is not spent.
+        if (err instanceof UpstreamError && err.kind === 'throttled') attempts--
         o.metrics.eventAttemptFailed(event.eventType)
         const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
         if (misconfigured) {
@@ -210,7 +218,7 @@ export function createRunner (o: RunnerOptions): Runner {
           await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
           return
         }
-        wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
+        wakeAt = Date.now() + backoffDelay(o.retry.backoff, Math.max(1, attempts))
         log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
         // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
         await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)

@@ -5,7 +5,9 @@ import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
+import { createReconcileStore, type ReconcileStore } from './reconcile.js'
 import { createRegistrations, type Registrations } from './registrations.js'
+import { createReplicas, type Replicas } from './replicas.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
 import { createStats, type StoreStats } from './stats.js'
 
@@ -23,7 +25,11 @@ export interface Store {
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
+  /** Reconciliation runs, their drift, and what a sweep reads. */
+  reconcile: ReconcileStore
   stats: StoreStats
+  /** The live replicas, by their heartbeats: what the upstream rate budgets are shared by. */
+  replicas: Replicas
   /** This replica's per-source leases, as `owner`. */
   leases: (owner: string, leaseMs: number) => Leases
   /** Registration, status and the event's end, in one lease-checked transaction. */
@@ -41,11 +47,13 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
     inbox: createInbox(pool, inboxLimits),
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
+    reconcile: createReconcileStore(pool),
     stats: createStats(pool),
+    replicas: createReplicas(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
     recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
     prune: async days => await pruneOlderThan(pool, days)
   }
 }
 
-export type { DatabaseHealth, Inbox, Leases, Outbox, Registrations, StoreStats }
+export type { DatabaseHealth, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats }

@@ -10,8 +10,8 @@ import { missingUpstreamSettings, type Config } from '../../config.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
 import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
 import { backoffDelay } from '../../backoff.js'
-import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
-import { createSourcesClient } from '../../sources/client.js'
+import { createRhsmClient, dryRunRhsm, type RhsmClient } from '../../rhsm/client.js'
+import { createSourcesClient, type SourcesClient } from '../../sources/client.js'
 import { kafkaConnection } from '../../kafka/client.js'
 import { kafkaStatusSink } from '../../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../../status/relay.js'
@@ -19,14 +19,49 @@ import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 import { createGate, type BreakerSettings, type Gate } from '../../upstream/breaker.js'
 import { UpstreamError } from '../../upstream/errors.js'
+import { createRateBudgets, gatedDispatcher, type RateBudgets } from '../../upstream/rate-budget.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     scheduler: Scheduler | null
     /** The upstreams' gates (circuit breakers and Retry-After holds), by key: `sources`, `rhsm`, `sts:<region>`. */
     upstreamGates: ReadonlyMap<string, Gate>
+    /** The clients of sources-api and RHSM (RHSM_MODE's), for what else reads them (reconciliation); null until configured. */
+    upstreams: { sources: SourcesClient, rhsm: RhsmClient } | null
     /** The AWS account cloudoreg verifies from (cached); what customers' trust policies name. */
     ownAwsAccount: () => Promise<string>
+  }
+}
+
+/**
+ * Shares the upstream budgets among the live replicas: each says it is alive every third of the time
+ * after which the others count it dead (at most 2 s, at most a third of LEASE_MS). The embedded
+ * store is one replica's alone.
+ */
+function replicaHeartbeat (app: FastifyInstance, owner: string, budgets: RateBudgets): { start: () => Promise<void>, stop: () => Promise<void> } {
+  const everyMs = Math.min(2000, Math.floor(app.config.LEASE_MS / 3))
+  let timer: NodeJS.Timeout | undefined
+  let live = 1
+  async function beat (): Promise<void> {
+    const now = await app.store.replicas.heartbeat(owner, everyMs * 3)
+    if (now !== live) app.log.info({ replicas: now }, 'replicas sharing the upstream rate budgets changed')
+    live = now
+    budgets.share(live)
+  }
+  return {
+    async start () {
+      if (app.store.embedded) return
+      await beat().catch((err: Error) => app.log.warn({ err }, 'replica heartbeat failed'))
+      timer = setInterval(() => {
+        beat().catch(async (err: Error) => {
+          if (await app.store.health.checkDown() !== true) app.log.warn({ err }, 'replica heartbeat failed')
+        })
+      }, everyMs).unref()
+    },
+    async stop () {
+      clearInterval(timer)
+      if (!app.store.embedded) await app.store.replicas.leave(owner).catch(() => {})
+    }
   }
 }
 
@@ -53,14 +88,19 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   app.decorate('upstreamGates', gates)
   app.metrics.watchGates(() => [...gates.values()].map(g => g.stats()))
   app.addHook('onClose', async () => { for (const g of gates.values()) g.close() })
+  // Totals across replicas; each replica paces its calls at its share (src/upstream/rate-budget.ts).
+  const budgets = createRateBudgets({ sts: config.STS_MAX_RPS, rhsm: config.RHSM_MAX_RPS, sources: config.SOURCES_MAX_RPS }, (upstream, rate) => {
+    app.log.warn({ target: upstream, rps: Math.round(rate * 100) / 100 }, 'upstream throttled our calls; this replica slows down, then speeds up again gradually')
+  })
   // Needs only AWS credentials: the account is known even while other upstreams are not configured.
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe, gate: gates.get(`sts:${config.AWS_REGION}`) })
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe, rate: budgets.gates.sts, gate: gates.get(`sts:${config.AWS_REGION}`) })
   app.decorate('ownAwsAccount', sts.ownAccountId)
   app.addHook('onClose', async () => { sts.close() })
   const missing = missingUpstreamSettings(config)
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
     app.decorate('scheduler', null)
+    app.decorate('upstreams', null)
     return
   }
   const sourcesAgent = new Agent({ connections: config.CONCURRENCY * 2, keepAliveTimeout: 30_000 })
@@ -73,10 +113,10 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       ca: config.RHSM_CA ? readFileSync(config.RHSM_CA) : undefined
     }
   })
-  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe, gate: gates.get('sources') })
-  const rhsm = config.RHSM_MODE === 'dry-run'
-    ? dryRunRhsm(app.log)
-    : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe, gate: gates.get('rhsm') })
+  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: gatedDispatcher(sourcesAgent, budgets.gates.sources), timeoutMs, attempts, observe, gate: gates.get('sources') })
+  const liveRhsm = createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: gatedDispatcher(rhsmAgent, budgets.gates.rhsm), timeoutMs, attempts, observe, gate: gates.get('rhsm') })
+  const rhsm = config.RHSM_MODE === 'dry-run' ? dryRunRhsm(app.log, liveRhsm) : liveRhsm
+  app.decorate('upstreams', { sources, rhsm })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
@@ -95,6 +135,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
   })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
+  const heartbeat = replicaHeartbeat(app, leases.owner, budgets)
   let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   let record = app.store.recordOutcome
   if (app.tracing.enabled) {
@@ -128,6 +169,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
+    await heartbeat.start()
     scheduler.start()
     relay.start()
     const shadow = [
@@ -146,6 +188,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
     await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
+    await heartbeat.stop()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })
 }
