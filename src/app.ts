@@ -29,6 +29,7 @@ import health from '../routes/health.js'
 import operator from '../routes/operator.js'
 import sources from '../routes/sources.js'
 import sysconfig from '../routes/sysconfig.js'
+import tasks from '../routes/tasks.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
 function packageVersion (): string {
@@ -117,6 +118,7 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   await app.register(sysconfig)
   await app.register(availability)
   await app.register(operator)
+  await app.register(tasks)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app
 }
