@@ -4,5 +4,6 @@ import { main } from './main.js'
 process.exitCode = await main(process.argv.slice(2), {
   env: process.env,
   stdout: text => { process.stdout.write(text) },
-  stderr: text => { process.stderr.write(text) }
+  stderr: text => { process.stderr.write(text) },
+  bars: process.stderr
 })

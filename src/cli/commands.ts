@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CliError, type Client } from './client.js'
-import { progressBar, table, type Output } from './output.js'
+import { progressBar, table, type BarStream, type Output } from './output.js'
 
 export interface Context {
   client: Client
@@ -9,6 +9,8 @@ export interface Context {
   pollMs: number
   /** Messages for the operator that are not the command's output (they go to stderr). */
   note: (text: string) => void
+  /** Where progress bars are drawn, when it is a terminal (stderr). */
+  bars: BarStream
 }
 
 const short = (text: unknown, max = 60): unknown => typeof text === 'string' && text.length > max ? `${text.slice(0, max - 1)}…` : text
@@ -97,7 +99,7 @@ export async function replayDeadLetters (c: Context, filters: Filters, o: { limi
 }
 
 export async function watchTask (c: Context, id: string): Promise<number> {
-  const bar = progressBar(`task ${id}`, ['replayed', 'done', 'failed', 'pending'], !c.out.json)
+  const bar = progressBar(`task ${id}`, ['replayed', 'done', 'failed', 'pending'], !c.out.json, c.bars)
   let task: any
   try {
     for (;;) {
@@ -120,7 +122,7 @@ export async function watchTask (c: Context, id: string): Promise<number> {
 export async function reconcile (c: Context, apply: boolean): Promise<number> {
   const { body: started } = await c.client.post('/internal/v1/reconcile', { dry_run: !apply })
   c.note(`${apply ? 'reconciling (repairs go through each source\'s queue)' : 'dry run: nothing is changed'}: run ${started.id}`)
-  const bar = progressBar(`reconcile ${started.id}`, ['drift'], !c.out.json)
+  const bar = progressBar(`reconcile ${started.id}`, ['drift'], !c.out.json, c.bars)
   let run: any
   try {
     for (;;) {

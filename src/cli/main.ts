@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { CliError, createClient } from './client.js'
 import * as commands from './commands.js'
-import { createOutput } from './output.js'
+import { createOutput, type BarStream } from './output.js'
 
 export const USAGE = `cloudoreg: the operator's command line over cloudoreg's internal API
 
@@ -56,6 +56,8 @@ export interface Io {
   env: NodeJS.ProcessEnv
   stdout: (text: string) => void
   stderr: (text: string) => void
+  /** Where progress bars go (stderr); drawn only when it is a terminal. */
+  bars: BarStream
   pollMs?: number
 }
 
@@ -74,7 +76,7 @@ export async function main (argv: string[], io: Io): Promise<number> {
       return command === undefined && v.help !== true ? 2 : 0
     }
     const client = createClient(v.url ?? io.env.CLOUDOREG_URL ?? 'http://localhost:8000', io.env.CLOUDOREG_TOKEN)
-    const c: commands.Context = { client, out: createOutput(v.json === true, io.stdout), pollMs: io.pollMs ?? 1000, note: text => io.stderr(`${text}\n`) }
+    const c: commands.Context = { client, out: createOutput(v.json === true, io.stdout), pollMs: io.pollMs ?? 1000, note: text => io.stderr(`${text}\n`), bars: io.bars }
     const filters: commands.Filters = {
       error_code: v['error-code'], upstream: v.upstream, event_type: v['event-type'], org_id: v['org-id'], since: v.since, until: v.until
     }

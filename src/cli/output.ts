@@ -36,17 +36,20 @@ export interface Progress {
   stop: () => void
 }
 
+/** Where a progress bar may be drawn: a terminal. */
+export type BarStream = NodeJS.WritableStream & { isTTY?: boolean }
+
 /**
- * A live bar on stderr with the counts and the rate (cli-progress); drawn only on a terminal, and
- * never with --json, so that what is piped stays clean.
+ * A live bar with the counts and the rate (cli-progress), on `stream` (stderr); drawn only on a
+ * terminal, and never with --json, so that what is piped stays clean.
  */
-export function progressBar (label: string, countNames: string[], enabled: boolean): Progress {
-  if (!enabled || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} }
+export function progressBar (label: string, countNames: string[], enabled: boolean, stream: BarStream): Progress {
+  if (!enabled || stream.isTTY !== true) return { update: () => {}, stop: () => {} }
   const counts = countNames.map(n => `${n} {${n}}`).join(' · ')
   const bar = new SingleBar({
     format: `${label} [{bar}] {percentage}% | {value}/{total} | ${counts} | {rate}/s | {duration_formatted}`,
     hideCursor: true,
-    stream: process.stderr
+    stream
   })
   const started = Date.now()
   let running = false
