@@ -104,4 +104,16 @@ t.test('a bulk replay skips what was replayed meanwhile, and stops at shutdown s
   const later = await store.tasks.create('dead-letter-replay', {}, rhsm.slice(60), 'test')
   await runBulkReplay({ inbox: store.inbox, tasks: store.tasks, taskId: later, ids: rhsm.slice(60), signal: stopped.signal, log: app.log })
   t.match(await store.tasks.get(later), { state: 'failed', replayed: 0, error: /shutdown after 0 of 240/ })
+
+  // The database failing mid-task: the task says so, and how far it got.
+  const broken = await store.tasks.create('dead-letter-replay', {}, [1, 2], 'test')
+  const failing = { replay: async () => { throw new Error('connection terminated') } }
+  await runBulkReplay({ inbox: failing, tasks: store.tasks, taskId: broken, ids: [1, 2], signal: new AbortController().signal, log: app.log })
+  t.match(await store.tasks.get(broken), { state: 'failed', error: 'connection terminated (after 0 of 2)' })
+
+  // A dead letter from before attempts were recorded: listed, with no last attempt, and selected by no upstream.
+  await store.pool.query("insert into inbox (event_type, org_id, body, dedupe_key, state, finished_at) values ('Source.destroy', '1', '{}', 'old', 'dead', now())")
+  const { data } = await store.deadLetters.list({ eventType: 'Source.destroy' }, false, 10, 0)
+  t.match(data, [{ eventType: 'Source.destroy', lastAttempt: null }])
+  t.same(await store.deadLetters.select({ eventType: 'Source.destroy', upstream: 'rhsm' }, 10), [])
 })

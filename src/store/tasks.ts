@@ -26,8 +26,6 @@ export interface TaskRecord {
 
 export interface Tasks {
   create: (kind: string, params: Record<string, unknown>, eventIds: number[], owner: string) => Promise<number>
-  /** The ids the task is to work on. */
-  eventIds: (id: number) => Promise<number[]>
   /** Progress: adds the copies made and the ids skipped. */
   progress: (id: number, copies: number[], skipped: number) => Promise<void>
   finish: (id: number, state: 'done' | 'failed', error: string | null) => Promise<void>
@@ -41,10 +39,6 @@ export function createTasks (pool: pg.Pool): Tasks {
         'insert into operator_tasks (kind, params, event_ids, matched, owner) values ($1, $2, $3, $4, $5) returning id',
         [kind, params, eventIds, eventIds.length, owner])
       return Number(rows[0].id)
-    },
-    async eventIds (id) {
-      const { rows } = await pool.query<{ event_ids: string[] }>('select event_ids from operator_tasks where id = $1', [id])
-      return rows[0].event_ids.map(Number)
     },
     async progress (id, copies, skipped) {
       await pool.query(`update operator_tasks set copy_ids = copy_ids || $2::bigint[], replayed = replayed + cardinality($2::bigint[]),
