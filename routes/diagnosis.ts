@@ -29,6 +29,11 @@ const Diagnosis = Type.Object({
   }), { description: 'read application → read authentication → duplicates (cloudoreg\'s own rule) → AssumeRole → GetCallerIdentity → RHSM' }),
   what_to_fix: Nullable(Type.String({ description: 'In words, for the customer' })),
   role_arn: Nullable(Type.String()),
+  last_role_session_name: Nullable(Type.String({
+    description: 'The RoleSessionName of cloudoreg\'s last AssumeRole of this role: the customer finds that call in their CloudTrail ' +
+      '(eventName AssumeRole, requestParameters.roleSessionName); it names the source and the event',
+    examples: ['cloudoreg-s7-e42']
+  })),
   red_hat_aws_account_id: Nullable(Type.String({ description: 'The account cloudoreg assumes the role from; null when AWS could not be asked', examples: ['998877665544'] })),
   external_id: Nullable(Type.String({ description: 'This source\'s external id (sources-api), which the trust policy must require' })),
   trust_policy: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: 'The exact trust policy this source\'s role needs' })),
@@ -72,6 +77,7 @@ export default async function diagnosis (fastify: FastifyInstance): Promise<void
     const lastCheck = await app.store.registrations.lastCheckRequest(request.tenant.orgId, sourceId)
     const checkAvailableAt = new Date(Math.max(Date.now(), (lastCheck?.getTime() ?? 0) + CHECK_INTERVAL_S * 1000))
     const externalId = r?.externalId ?? null
+    const sessionName = await app.store.inbox.lastRoleSessionName(request.tenant.orgId, sourceId)
     return {
       source_id: sourceId,
       application_id: r?.applicationId ?? null,
@@ -82,6 +88,7 @@ export default async function diagnosis (fastify: FastifyInstance): Promise<void
       steps: r === null ? CHECK_STEPS.map(step => ({ step, result: 'not checked' as const })) : stepResults(r),
       what_to_fix: r === null ? null : whatToFix(r, account),
       role_arn: r?.roleArn ?? null,
+      last_role_session_name: sessionName,
       red_hat_aws_account_id: account,
       external_id: externalId,
       trust_policy: account === null || externalId === null ? null : trustPolicy(account, externalId),

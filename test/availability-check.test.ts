@@ -57,11 +57,17 @@ t.test('2,000 checks of one source in a burst: one stored check, one AssumeRole,
   t.same([...new Set(answers)], [204], 'every check answered 204')
   const rows = await ended(stack)
   const checks = rows.filter(r => r.event_type === 'cloudoreg.check')
-  t.equal(checks.length, 1, 'one check stored: the others were the pending one, or its redeliveries')
+  // sources-api's checks of a source within a minute are one delivery. A burst that a loaded machine
+  // stretches past a minute may store one more per minute, which reports the first's result again.
+  const windows = Math.ceil(seconds / 60)
+  if (windows === 1) t.equal(checks.length, 1, 'one check stored: the others were the pending one, or its redeliveries')
+  else t.ok(checks.length >= 1 && checks.length <= windows, `at most one check stored per minute of the burst (${checks.length} in ${windows})`)
   t.equal(checks[0].outcome, 'verified; mapping already held')
+  // The PATCH leaves through the relay after the outcome: wait for it, then a little longer for a second that must not come.
+  await eventually(() => stack.sources.patches.length >= before.patches + checks.length ? true : undefined, 30_000, 'the PATCH')
   await new Promise(resolve => setTimeout(resolve, 500))
   t.equal(assumeRoles(stack) - before.sts, 1, 'one AssumeRole')
-  t.equal(stack.sources.patches.length - before.patches, 1, 'one PATCH')
+  t.equal(stack.sources.patches.length - before.patches, checks.length, 'one PATCH per stored check')
   t.comment(`${N} checks in ${seconds.toFixed(1)} s: ${checks.length} stored, ${assumeRoles(stack) - before.sts} AssumeRole, ${stack.sources.patches.length - before.patches} PATCH`)
 })
 

@@ -28,6 +28,9 @@ t.test('a role that denies access: the failed step, AWS\'s code, what to fix, th
     what_to_fix: new RegExp(`arn:aws:iam::${RED_HAT_ACCOUNT}:root.*sts:ExternalId "${EXTERNAL_ID}"`),
     next_check_at: null
   })
+  t.equal(body.last_role_session_name, stack.sts.calls.filter(c => c.action === 'AssumeRole').at(-1)!.params.RoleSessionName,
+    'the session name the customer finds in CloudTrail')
+  t.match(body.last_role_session_name, /^cloudoreg-s7-e\d+$/)
   t.same(body.steps.map((s: any) => `${s.step}: ${s.result}`), [
     'read application: passed', 'read authentication: passed', 'duplicates: passed',
     'AssumeRole: failed', 'GetCallerIdentity: not reached', 'RHSM: not reached'

@@ -160,6 +160,7 @@ t.test('fixture events consumed from the event topic: the same outcomes as pushe
   await produceFixture(producer, 'app-auth-create')
   t.equal((await settled(stack, 13)).at(-1)!.outcome, 'application was destroyed; not mapped again')
   t.equal(rhsmCalls(stack).length, 4)
+  await stack.status!.waitFor(m => m.length >= 3, 30_000)
   await new Promise(resolve => setTimeout(resolve, 1000))
   t.same(statusMessages(stack).map(m => [m.body.resource_id, m.body.status]), [['42', 'available'], ['42', 'available'], ['42', 'available']],
     'available after the create, the ARN edit and the unpause; nothing for pause or deletion')

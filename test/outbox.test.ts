@@ -1,6 +1,11 @@
 import t from 'tap'
+import { Agent } from 'undici'
+import { createSourcesClient } from '../src/sources/client.js'
+import { httpStatusSink } from '../src/status/sinks.js'
+import { withTransaction } from '../src/store/transaction.js'
+import { startFakeSources } from './helpers/fake-sources.js'
 import { insertStatus, type StatusFailure, type StatusMessage } from '../src/store/outbox.js'
-import { eventually, ORG, pushNative, startBareApp, startStack } from './helpers/stack.js'
+import { eventually, ORG, PSK, pushNative, startBareApp, startStack } from './helpers/stack.js'
 
 t.test('when several unsent rows exist for one application, only the latest is sent, in id order', async t => {
   const app = await startBareApp(t)
@@ -178,4 +183,57 @@ t.test('HTTP status relay: an account number the HTTP client refuses and an appl
   t.equal((await fetch(`${stack.url}/internal/v1/status-messages/${parked.data[1].id as number}/retry`, { method: 'POST', headers: auth })).status, 404)
   await eventually(() => stack.sources.patches.some(p => p.applicationId === '43') ? true : undefined, 20_000, 'the PATCH of 43')
   t.equal((await list()).meta.count, 1)
+})
+
+t.test('a round whose sink reaches its deadline leaves the messages it did not try unsent and uncounted, for the next round', async t => {
+  const app = await startBareApp(t)
+  const { pool, outbox } = app.store
+  const client = await pool.connect()
+  try {
+    for (const id of ['1', '2', '3']) await insertStatus(client, { applicationId: id, status: 'available', error: '' }, '7654321', null)
+  } finally {
+    client.release()
+  }
+  const api = await startFakeSources({ psk: PSK })
+  for (const id of ['1', '2', '3']) api.addSource({ sourceId: id, applicationId: id, authenticationId: `30${id}`, arn: 'arn:aws:iam::123456789012:role/r' })
+  const dispatcher = new Agent()
+  t.teardown(async () => {
+    await dispatcher.close()
+    await api.close()
+  })
+  const sink = httpStatusSink(createSourcesClient({ baseUrl: api.url, psk: PSK, dispatcher, timeoutMs: 2000, attempts: 1 }), false)
+  const before = Date.now()
+  let given = 0
+  // The first message is sent, then the deadline has passed for the other two.
+  t.equal(await outbox.relay(10, async (batch, deadline) => {
+    given = deadline
+    const first = await sink.send(batch.slice(0, 1), deadline) ?? []
+    return [...first, ...await sink.send(batch.slice(1), Date.now()) ?? []]
+  }), 3)
+  t.ok(given > before && given <= Date.now() + 60_000, 'the deadline is within the transaction\'s idle limit')
+  t.equal(api.patches.length, 1, 'nothing is sent after the deadline')
+  const { rows } = await pool.query('select application_id, sent_at is not null as sent, attempts, parked_at is not null as parked from status_outbox order by id')
+  t.same(rows, [
+    { application_id: '1', sent: true, attempts: 0, parked: false },
+    { application_id: '2', sent: false, attempts: 0, parked: false },
+    { application_id: '3', sent: false, attempts: 0, parked: false }
+  ], 'the deferred ones are neither sent nor counted as failed sends')
+  t.equal(await outbox.relay(10, async (batch, deadline) => await sink.send(batch, deadline)), 2, 'the next round takes them')
+  t.same(api.patches.map(p => p.applicationId), ['1', '2', '3'])
+})
+
+t.test('a transaction that PostgreSQL ends while it waits fails its work, and the process and the pool carry on', async t => {
+  const app = await startBareApp(t)
+  const { pool } = app.store
+  const uncaught: Error[] = []
+  const listener = (err: Error): void => { uncaught.push(err) }
+  process.on('uncaughtException', listener)
+  t.teardown(() => { process.off('uncaughtException', listener) })
+  await t.rejects(withTransaction(pool, async client => {
+    await client.query("set local idle_in_transaction_session_timeout = '100ms'")
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    await client.query('select 1')
+  }))
+  t.same(uncaught, [], 'no error escaped to the process')
+  t.same((await pool.query('select 1 as one')).rows, [{ one: 1 }], 'the pool still answers')
 })

@@ -15,6 +15,7 @@ for (const [env, expected] of [
     t.match((await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`)).body, { state: 'registered', aws_account_id: '123456789012' })
     t.equal(stack.sts.calls.length, 2, 'the role is verified')
     t.equal(stack.rhsm.requests.length, 0, 'RHSM is not called')
+    if (expected.patches > 0) await eventually(() => stack.sources.patches.length >= expected.patches ? true : undefined, 30_000, 'the PATCH')
     await new Promise(resolve => setTimeout(resolve, 500))
     t.equal(stack.sources.patches.length, expected.patches)
     t.match(await (await fetch(`${stack.url}/readyz`)).json(), { statusSink: expected.statusSink, rhsmMode: expected.rhsmMode })

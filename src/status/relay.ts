@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import type { Logger } from '../log.js'
-import type { Outbox, StatusFailure, StatusMessage, StatusRetry } from '../store/outbox.js'
+import type { Outbox, SendDeadline, StatusFailure, StatusMessage, StatusRetry } from '../store/outbox.js'
 import { traceHeaders } from '../tracing/context.js'
 
 export interface StatusSink {
@@ -9,8 +9,9 @@ export interface StatusSink {
   /**
    * Resolves once every message was accepted (e.g. acknowledged by the broker), except those it
    * names as failed; rejects when the sink itself is unreachable (nothing is then blamed on a message).
+   * A sink that sends one message at a time starts none after `deadline` (they are named as deferred).
    */
-  send: (messages: StatusMessage[]) => Promise<StatusFailure[] | undefined | void>
+  send: (messages: StatusMessage[], deadline: SendDeadline) => Promise<StatusFailure[] | undefined | void>
   close: () => Promise<void>
 }
 
@@ -65,10 +66,11 @@ export function createStatusRelay (o: StatusRelayOptions): StatusRelay {
     while (!stopped) {
       woken = false
       try {
-        const sent = await o.outbox.relay(o.batchSize ?? 500, async batch => {
-          const failures = await o.sink.send(batch) ?? []
+        const sent = await o.outbox.relay(o.batchSize ?? 500, async (batch, deadline) => {
+          const failures = await o.sink.send(batch, deadline) ?? []
           const byId = new Map(batch.map(m => [m.id, m]))
           for (const f of failures) {
+            if (f.deferred === true) continue
             const m = byId.get(f.id)!
             const parked = f.permanent || m.attempts + 1 >= o.retry.maxAttempts
             o.log.warn({ statusId: m.id, applicationId: m.applicationId, attempts: m.attempts + 1, error: f.error, sink: o.sink.name },

@@ -14,9 +14,15 @@ import type { StatusSink } from './relay.js'
 export function httpStatusSink (sources: SourcesClient, traced: boolean): StatusSink {
   return {
     name: 'http',
-    async send (messages) {
+    async send (messages, deadline) {
       const failures: StatusFailure[] = []
       for (const m of messages) {
+        // A slow sources-api must not keep the batch's transaction open past PostgreSQL's idle limit:
+        // what is left goes in the next round.
+        if (Date.now() >= deadline) {
+          failures.push({ id: m.id, error: 'not sent before the round\'s deadline', permanent: false, deferred: true })
+          continue
+        }
         try {
           const tenant = { orgId: m.orgId, accountNumber: m.accountNumber }
           if (m.trace === null) await sources.reportAvailability(m.applicationId, tenant, m.status, m.error)

@@ -5,7 +5,7 @@ import { ConfigError } from '../config-error.js'
 import type { Logger } from '../log.js'
 import { startEmbeddedPostgres } from './embedded-postgres.js'
 import { migrations } from './migrations.js'
-import { inTransaction } from './transaction.js'
+import { inTransaction, TRANSACTION_IDLE_LIMIT_MS } from './transaction.js'
 
 export interface Database {
   pool: pg.Pool
@@ -132,7 +132,7 @@ export async function openDatabase ({ databaseUrl, caPath, dataDir, embeddedPort
     // Bounded waits: a database that does not answer turns into 503s and retries, not a growing pile of requests.
     connectionTimeoutMillis: timeoutMs,
     statement_timeout: STATEMENT_TIMEOUT_MS,
-    idle_in_transaction_session_timeout: STATEMENT_TIMEOUT_MS
+    idle_in_transaction_session_timeout: TRANSACTION_IDLE_LIMIT_MS
   })
   // An idle client losing its server must not crash the process; the next query reports it.
   // The error carries its pg client, connection settings included: log only what went wrong.

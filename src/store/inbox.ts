@@ -138,6 +138,8 @@ export interface Inbox {
   get: (id: number) => Promise<EventRecord | null>
   /** The events of an org's source (named, learnt, or on one of these queue keys), and those refused on its registrations, oldest first. */
   eventsOf: (orgId: string, sourceId: string, queueKeys: string[], limit: number, pendingOnly?: boolean) => Promise<EventRecord[]>
+  /** The RoleSessionName of the newest event of an org's source that assumed its role (what its CloudTrail shows). */
+  lastRoleSessionName: (orgId: string, sourceId: string) => Promise<string | null>
   /** Pending events of an org whose source nobody knows yet (nothing read from sources-api so far). */
   pendingWithoutSource: (orgId: string) => Promise<number>
   /**
@@ -331,6 +333,12 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
          where a.org_id = $1 and i.queue_key = any($3::text[]) ${pendingOnly ? "and i.state = 'pending'" : ''}
          order by id limit $4`, [orgId, sourceId, queueKeys, limit])
       return rows.map(toRecord)
+    },
+    async lastRoleSessionName (orgId, sourceId) {
+      const { rows } = await pool.query<{ name: string }>(
+        `select role_session_name as name from inbox where org_id = $1 and source_id = $2 and role_session_name is not null
+         order by id desc limit 1`, [orgId, sourceId])
+      return rows[0]?.name ?? null
     },
     async pendingWithoutSource (orgId) {
       const { rows } = await pool.query<{ n: number }>(

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { backoffDelay } from '../backoff.js'
 import type { TraceContext } from '../tracing/context.js'
-import { withTransaction } from './transaction.js'
+import { TRANSACTION_IDLE_LIMIT_MS, withTransaction } from './transaction.js'
 
 export interface StatusMessage {
   id: number
@@ -21,7 +21,12 @@ export interface StatusFailure {
   id: number
   error: string
   permanent: boolean
+  /** Not tried before the send's deadline: left unsent as it was, no send counted. */
+  deferred?: boolean
 }
+
+/** A send's deadline, in Date.now() milliseconds. */
+export type SendDeadline = number
 
 /** How often a failed message is sent again before it is parked, and how long between sends. */
 export interface StatusRetry {
@@ -68,8 +73,11 @@ export interface Outbox {
    * `retry.delayMs`, and parked after `retry.maxAttempts` sends (at once when
    * the failure is permanent); they never hold back another message. A send
    * that throws leaves the whole batch unsent (an outage: no message is blamed).
+   * The rows stay locked while `send` runs, in a transaction PostgreSQL ends
+   * when idle too long: `send` starts no message after `deadline` and names
+   * those it did not try as deferred.
    */
-  relay: (limit: number, send: (messages: StatusMessage[]) => Promise<StatusFailure[] | undefined | void>, retry?: StatusRetry) => Promise<number>
+  relay: (limit: number, send: (messages: StatusMessage[], deadline: SendDeadline) => Promise<StatusFailure[] | undefined | void>, retry?: StatusRetry) => Promise<number>
   /** Parked messages, oldest first, for operators. */
   parked: (limit: number, offset: number) => Promise<{ count: number, data: ParkedStatus[] }>
   /** Sends a parked message again (as new); false when there is no such parked message. */
@@ -120,8 +128,9 @@ export function createOutbox (pool: pg.Pool): Outbox {
         const elsewhere = new Set(busy.rows.map(r => r.application_id))
         const batch = rows.filter(r => !elsewhere.has(r.application_id)).map(toMessage)
         if (batch.length > 0) {
-          const failures = new Map((await send(batch) ?? []).map(f => [f.id, f]))
-          const failed = batch.filter(m => failures.has(m.id))
+          // A third of the idle limit to start sends in, the rest for the last one to finish (its own timeouts).
+          const failures = new Map((await send(batch, Date.now() + TRANSACTION_IDLE_LIMIT_MS / 3) ?? []).map(f => [f.id, f]))
+          const failed = batch.filter(m => failures.has(m.id) && failures.get(m.id)!.deferred !== true)
           await client.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [batch.filter(m => !failures.has(m.id)).map(m => m.id)])
           if (failed.length > 0) {
             await client.query(

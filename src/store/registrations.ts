@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { withTransaction } from './transaction.js'
 
 export type RegistrationState = 'pending' | 'registered' | 'unavailable' | 'paused' | 'removed'
 export const REGISTRATION_STATES: RegistrationState[] = ['pending', 'registered', 'unavailable', 'paused', 'removed']
@@ -206,22 +207,14 @@ export function createRegistrations (pool: pg.Pool): Registrations {
       }))
     },
     async liftTombstones (applicationId, orgId, detail) {
-      const client = await pool.connect()
-      try {
-        await client.query('begin')
+      return await withTransaction(pool, async client => {
         const { rows } = await client.query<{ application_id: string, source_id: string | null, org_id: string }>(
           'delete from destroyed_applications where application_id = $1 and ($2::text is null or org_id = $2) returning application_id, source_id, org_id',
           [applicationId, orgId ?? null])
         const lifted = rows.map(r => ({ applicationId: r.application_id, sourceId: r.source_id, orgId: r.org_id }))
         for (const t of lifted) await insertAudit(client, { ...t, eventId: null, action: 'tombstone_lifted', detail })
-        await client.query('commit')
         return lifted
-      } catch (err) {
-        await client.query('rollback').catch(() => {})
-        throw err
-      } finally {
-        client.release()
-      }
+      })
     }
   }
 }

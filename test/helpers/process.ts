@@ -32,7 +32,7 @@ export async function ready (url: string): Promise<void> {
     } catch {
       return undefined
     }
-  }, 60_000, 'the server to be ready')
+  }, 120_000, 'the server to be ready')
 }
 
 /** Running, not a zombie waiting for a reaper that this sandbox may not have. */
