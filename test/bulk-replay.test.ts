@@ -90,7 +90,7 @@ t.test('900 dead letters of three kinds: a filtered dry run names exactly the 30
 })
 
 t.test('a bulk replay skips what was replayed meanwhile, and stops at shutdown saying how far it got', async t => {
-  const app = await startBareApp(t)
+  const app = await startBareApp(t, { INTERNAL_TOKEN: TOKEN })
   const { store } = app
   const [rhsm] = await seedDeadLetters(store.pool)
   const ids = rhsm.slice(0, 60)
@@ -104,6 +104,12 @@ t.test('a bulk replay skips what was replayed meanwhile, and stops at shutdown s
   const later = await store.tasks.create('dead-letter-replay', {}, rhsm.slice(60), 'test')
   await runBulkReplay({ inbox: store.inbox, tasks: store.tasks, taskId: later, ids: rhsm.slice(60), signal: stopped.signal, log: app.log })
   t.match(await store.tasks.get(later), { state: 'failed', replayed: 0, error: /shutdown after 0 of 240/ })
+
+  // A replica that died mid-task writes no progress: after two silent minutes, any replica reports the task failed.
+  const orphan = await store.tasks.create('dead-letter-replay', {}, [1, 2, 3], 'gone-host/42')
+  await store.pool.query("update operator_tasks set heartbeat_at = now() - interval '3 minutes' where id = $1", [orphan])
+  const res = await app.inject({ method: 'GET', url: `/internal/v1/tasks/${orphan}`, headers: { authorization: `Bearer ${TOKEN}` } })
+  t.match(res.json(), { state: 'failed', matched: 3, replayed: 0, error: /replica running it \(gone-host\/42\) stopped after 0 of 3; replay again with the same filters/ })
 
   // The database failing mid-task: the task says so, and how far it got.
   const broken = await store.tasks.create('dead-letter-replay', {}, [1, 2], 'test')
