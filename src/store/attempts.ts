@@ -29,6 +29,7 @@ export interface AttemptRecord extends AttemptWrite {
 }
 
 const COLUMNS = 'event_id, attempt, started_at, duration_ms, result, upstream, step, http_status, error_code, outcome_code, error, replica'
+const INSERTED = `${COLUMNS}, finished_at`
 
 /** Parameters $p..$p+10 of an attempt, in COLUMNS order after the event id. */
 export function attemptValues (a: AttemptWrite): unknown[] {
@@ -38,9 +39,11 @@ export function attemptValues (a: AttemptWrite): unknown[] {
 
 /** An insert of one attempt, for a data-modifying CTE: `eventId` is an SQL expression (`ended.id`, `$1`), `from` what it selects from. */
 export function insertAttempt (p: number, eventId: string, from = ''): string {
-  return `insert into event_attempts (${COLUMNS})
+  // Ended at its start plus its duration, both by the replica's clock: a skewed database clock cannot make it end before it began.
+  return `insert into event_attempts (${INSERTED})
   select ${eventId}, $${p}::integer, $${p + 1}::timestamptz, $${p + 2}::integer, $${p + 3}::text, $${p + 4}::text, $${p + 5}::text,
-    $${p + 6}::integer, $${p + 7}::text, $${p + 8}::text, $${p + 9}::text, $${p + 10}::text ${from}`
+    $${p + 6}::integer, $${p + 7}::text, $${p + 8}::text, $${p + 9}::text, $${p + 10}::text,
+    $${p + 1}::timestamptz + $${p + 2}::integer * interval '1 millisecond' ${from}`
 }
 
 function toAttempt (r: Record<string, any>): AttemptRecord {
