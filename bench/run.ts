@@ -11,6 +11,7 @@ import { startFakeSources } from '../test/helpers/fake-sources.js'
 import { startFakeSts } from '../test/helpers/fake-sts.js'
 import { collectTopic, startMockKafka } from '../test/helpers/kafka.js'
 import { createRecord, eventually, freePort } from '../test/helpers/stack.js'
+import { reconcileBench } from './reconcile.js'
 
 // npm run bench: each figure against a ceiling measured in the same run on the same machine.
 // cloudoreg runs as its own process (compiled, `node dist/src/server.js`); load comes from this one.
@@ -452,6 +453,7 @@ if (!only || only === 'e2e' || only === 'cpu') {
   report(`3c. CPU ceiling: ${E2E.sources} sources, no added latency`, `${cpu.perSecond.toFixed(1)} sources/s; ${cpuText(cpu.cpu)}`, 'fakes, broker and cloudoreg share the 2 cores')
 }
 if (!only || only === 'memory') await memory()
+if (!only || only === 'reconcile') await reconcileBench({ smoke: SMOKE, cloudoreg, stop, peakRss, report, expectNone, treeCpu, machineCpu })
 console.log('\n| measure | figure | how |\n|---|---|---|')
 for (const [what, figure, how] of rows) console.log(`| ${what} | ${figure} | ${how} |`)
 if (faults.length > 0) {

@@ -11,6 +11,7 @@ import auth from './plugins/app/auth.js'
 import kafkaConsumer from './plugins/app/kafka-consumer.js'
 import metrics from './plugins/app/metrics.js'
 import pipeline from './plugins/app/pipeline.js'
+import reconcile from './plugins/app/reconcile.js'
 import retention from './plugins/app/retention.js'
 import store from './plugins/app/store.js'
 import tracing from './plugins/app/tracing.js'
@@ -27,6 +28,7 @@ import diagnosis from '../routes/diagnosis.js'
 import events from '../routes/events.js'
 import health from '../routes/health.js'
 import operator from '../routes/operator.js'
+import reconcileRoutes from '../routes/reconcile.js'
 import sources from '../routes/sources.js'
 import sysconfig from '../routes/sysconfig.js'
 import tasks from '../routes/tasks.js'
@@ -91,8 +93,9 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   // order and every onClose after them, also the shutdown order; it is written down here only:
   // 1. shutdown's preClose turns pushes and operator calls away (503 + Retry-After) from the first moment;
   // 2. the Kafka consumer stops taking records before the pipeline drains (like pushes);
-  // 3. the pipeline lets running attempts finish, flushes the status relay and gives its leases back;
-  // 4. the store's onClose closes the database (and stops the embedded PostgreSQL) last.
+  // 3. a reconciliation run stops (it reads upstreams through the pipeline's clients);
+  // 4. the pipeline lets running attempts finish, flushes the status relay and gives its leases back;
+  // 5. the store's onClose closes the database (and stops the embedded PostgreSQL) last.
   // Infrastructure: settings, problem+json errors, the SIGTERM gate, extra listeners.
   await app.register(configPlugin, { config })
   await app.register(problem)
@@ -106,6 +109,7 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   await app.register(metrics)
   await app.register(loadShedding)
   if (config.KAFKA_CONSUME) await app.register(kafkaConsumer, { afterInboxCommit: hooks?.afterInboxCommit })
+  await app.register(reconcile)
   await app.register(pipeline)
   await app.register(retention)
   await app.register(auth)
@@ -119,6 +123,7 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   await app.register(availability)
   await app.register(operator)
   await app.register(tasks)
+  await app.register(reconcileRoutes)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app
 }

@@ -73,6 +73,8 @@ const ConfigSchema = Type.Object({
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   MAX_BACKLOG: Type.Integer({ minimum: 1, default: 500000 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 100, default: 1000 }),
+  // Seconds between scheduled reconciliation dry runs; unset: none.
+  RECONCILE_INTERVAL: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
 
   // OpenTelemetry's standard variables (the SDK reads them too); no endpoint, no tracing.
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),

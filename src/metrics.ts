@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { CHECK_EVENT } from './events/event.js'
+import { CHECK_EVENT, RECONCILE_EVENT } from './events/event.js'
 import type { StoreStats } from './store/stats.js'
 import type { UpstreamTarget } from './upstream/errors.js'
 
@@ -25,7 +25,7 @@ export const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set([
   'ApplicationAuthentication.create', 'ApplicationAuthentication.update', 'ApplicationAuthentication.destroy',
   'Endpoint.create', 'Endpoint.update', 'Endpoint.destroy',
   'RhcConnection.create', 'RhcConnection.update', 'RhcConnection.destroy',
-  'Records.update', CHECK_EVENT
+  'Records.update', CHECK_EVENT, RECONCILE_EVENT
 ])
 
 export function typeLabel (type: string): string {

@@ -5,15 +5,12 @@ import type { FastifyInstance } from 'fastify'
 import { startBareApp } from './helpers/stack.js'
 
 /**
- * Metrics that alerts and panels name and that the branches of the circuit breakers and of the
- * reconciliation sweep export. Remove each name from here once its branch is merged: from then on
+ * Metrics that alerts and panels name and that the branch of the circuit breakers exports. Remove each name from here once its branch is merged: from then on
  * it is checked against /metrics like every other.
  */
 const PROVIDED_BY_OTHER_BRANCHES = new Set([
   'cloudoreg_upstream_breaker_state',
-  'cloudoreg_upstream_breaker_open_seconds_total',
-  'cloudoreg_reconcile_drift',
-  'cloudoreg_reconcile_last_run_timestamp_seconds'
+  'cloudoreg_upstream_breaker_open_seconds_total'
 ])
 /** The rule group that may name them. */
 const PENDING_GROUP = 'cloudoreg-breakers-and-drift'

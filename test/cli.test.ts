@@ -77,10 +77,11 @@ t.test('the cloudoreg CLI against a real server: status, history, dead letters, 
   const usage = await runCli(['status', 'seven'], env)
   t.equal(usage.code, 2)
   t.match(usage.stderr, /the source id must be a number, not "seven"[\s\S]*usage:/)
-  // The reconciliation is another branch's route: until it is there, its 404 is printed as any problem.
-  const reconcile = await cli('reconcile')
-  t.equal(reconcile.code, 1)
-  t.match(reconcile.stderr, /^cloudoreg: POST \/internal\/v1\/reconcile: 404 Not Found: no route POST \/internal\/v1\/reconcile/)
+  // The reconciliation's real route: a dry run, followed to its end.
+  const reconcile = await cli('reconcile', '--json')
+  t.equal(reconcile.code, 0, reconcile.stderr)
+  t.match(reconcile.stderr, /dry run: nothing is changed: run [0-9a-f-]+/)
+  t.match(JSON.parse(reconcile.stdout), { dry_run: true, state: 'done', checked: Number, counts: Object, drift: Array })
   const bad = await cli('dead-letters', 'replay', '--upstream', 'nowhere', '--dry-run')
   t.equal(bad.code, 1)
   t.match(bad.stderr, /400 Bad Request: body.*upstream/)
@@ -100,8 +101,9 @@ t.test('the cloudoreg CLI against a real server: status, history, dead letters, 
 })
 
 t.test('reconcile follows the reconciliation contract with a live bar on a terminal; a failed run exits 1', async t => {
-  // A stand-in for POST /internal/v1/reconcile and GET /internal/v1/reconcile/{id}, which the
-  // reconciliation's branch serves: exactly the shapes of its contract.
+  // A stand-in for POST /internal/v1/reconcile and GET /internal/v1/reconcile/{id} with the shapes of
+  // their contract, which can be made to run long (the bar) and to fail.
+  const RUN = '0b7f9d4e-3c1a-4f4e-9d0a-2f1e8c6b5a4d'
   let polls = 0
   let fail = false
   const drift = [{ class: 'rhsm_orphan', source_id: '12', application_id: '99', org_id: '7654321', rhsm_account_id: '123456789012', detail: 'source is gone', repair: 'delete the RHSM mapping' }]
@@ -111,13 +113,13 @@ t.test('reconcile follows the reconciliation contract with a live bar on a termi
     if (req.method === 'POST' && req.url === '/internal/v1/reconcile') {
       let body = ''
       req.on('data', (d: Buffer) => { body += d.toString() })
-      req.on('end', () => res.writeHead(202).end(JSON.stringify({ id: 5, dry_run: JSON.parse(body).dry_run, state: 'running' })))
+      req.on('end', () => res.writeHead(202).end(JSON.stringify({ id: RUN, dry_run: JSON.parse(body).dry_run, state: 'running' })))
       return
     }
-    if (req.url === '/internal/v1/reconcile/5') {
+    if (req.url === `/internal/v1/reconcile/${RUN}`) {
       polls++
       const done = polls >= 3
-      const report = { id: 5, dry_run: true, state: done ? (fail ? 'failed' : 'done') : 'running', started_at: new Date().toISOString(), finished_at: null }
+      const report = { id: RUN, dry_run: true, state: done ? (fail ? 'failed' : 'done') : 'running', started_at: new Date().toISOString(), finished_at: null }
       const progress = { checked: done ? 20 : polls * 5, total: 20, counts: done ? { rhsm_orphan: 1 } : {} }
       return res.writeHead(200).end(JSON.stringify({ ...report, ...progress, drift: done ? drift : [], error: fail && done ? 'RHSM answered 500' : null }))
     }
@@ -129,9 +131,9 @@ t.test('reconcile follows the reconciliation contract with a live bar on a termi
 
   const run = await inProcess(['reconcile'], env, true)
   t.equal(run.code, 0, run.stderr)
-  t.match(run.stderr, /dry run: nothing is changed: run 5/)
-  t.match(run.bars, /reconcile 5 \[.*\] \d+% \| \d+\/20 \| drift \d+ \| [\d.]+\/s/, 'a live bar with counts and rate')
-  t.match(run.stdout, /reconciliation 5 done \(dry run\): 20 of 20 checked/)
+  t.match(run.stderr, new RegExp(`dry run: nothing is changed: run ${RUN}`))
+  t.match(run.bars, /reconcile 0b7f9d4e-[0-9a-f-]+ \[.*\] \d+% \| \d+\/20 \| drift \d+ \| [\d.]+\/s/, 'a live bar with counts and rate')
+  t.match(run.stdout, new RegExp(`reconciliation ${RUN} done \\(dry run\\): 20 of 20 checked`))
   t.match(run.stdout, /rhsm_orphan\s+1/)
   t.match(run.stdout, /rhsm_orphan\s+12\s+99\s+7654321\s+source is gone\s+delete the RHSM mapping/)
 
@@ -140,6 +142,6 @@ t.test('reconcile follows the reconciliation contract with a live bar on a termi
   const failed = await inProcess(['reconcile', '--apply', '--json'], env, true)
   t.equal(failed.code, 1)
   t.equal(failed.bars, '', 'no bar with --json')
-  t.match(JSON.parse(failed.stdout), { id: 5, state: 'failed', error: 'RHSM answered 500' })
-  t.match(failed.stderr, /reconciling .*: run 5\ncloudoreg: reconciliation 5 failed: RHSM answered 500/)
+  t.match(JSON.parse(failed.stdout), { id: RUN, state: 'failed', error: 'RHSM answered 500' })
+  t.match(failed.stderr, new RegExp(`reconciling .*: run ${RUN}\\ncloudoreg: reconciliation ${RUN} failed: RHSM answered 500`))
 })

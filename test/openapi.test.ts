@@ -30,6 +30,8 @@ t.test('the served OpenAPI document is the committed openapi/openapi.json (npm r
     '/internal/v1/events',
     '/internal/v1/events/{id}',
     '/internal/v1/events/{id}/replay',
+    '/internal/v1/reconcile',
+    '/internal/v1/reconcile/{id}',
     '/internal/v1/sources/{source_id}',
     '/internal/v1/sources/{source_id}/history',
     '/internal/v1/sources/{source_id}/reverify',

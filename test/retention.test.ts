@@ -25,8 +25,14 @@ t.test('history older than RETENTION_DAYS is pruned; registrations, pending even
     ('dead-letter-replay', 'done', '{}', '{}', 0, now() - interval '40 days'), ('dead-letter-replay', 'running', '{}', '{}', 0, now() - interval '40 days'),
     ('dead-letter-replay', 'done', '{}', '{}', 0, now())`)
 
+  for (const [id, state, days] of [['old', 'done', 40], ['old-running', 'running', 40], ['recent', 'done', 1]] as const) {
+    await pool.query('insert into reconcile_runs (id, dry_run, state, owner, started_at) values ($1, true, $2, \'x\', now() - $3 * interval \'1 day\')', [id, state, days])
+    await pool.query('insert into reconcile_drift (run_id, seq, class, detail, repair) values ($1, 0, \'rhsm_orphan\', \'d\', \'r\')', [id])
+  }
+
   const pruned = await pruneOlderThan(pool, 30)
-  t.same(pruned, { events: 1200, statuses: 1, deliveryKeys: 2, attempts: 2 * 600 + 3 * 1200 + 2, tasks: 1 })
+  t.same(pruned, { events: 1200, statuses: 1, deliveryKeys: 2, attempts: 2 * 600 + 3 * 1200 + 2, tasks: 1, reconcileRuns: 1 })
+  t.same((await pool.query('select run_id from reconcile_drift order by run_id')).rows.map(r => r.run_id), ['old-running', 'recent'], 'a pruned run takes its drift along; a running one is kept')
   const count = async (sql: string): Promise<number> => (await pool.query(sql)).rows[0].n
   t.equal(await count('select count(*)::int as n from inbox where state = \'dead\''), 600, 'dead letters kept')
   t.equal(await count('select count(*)::int as n from inbox where state = \'pending\''), 600, 'pending events kept')

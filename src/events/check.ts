@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Tenant } from '../identity.js'
-import { CHECK_EVENT, type IncomingEvent } from './event.js'
+import { CHECK_EVENT, RECONCILE_EVENT, type IncomingEvent } from './event.js'
 import { sourceKey } from './keys.js'
 
 /** Who asked for a re-verification. */
@@ -15,7 +15,9 @@ const CHECK_NAMES: Record<CheckRequester, string> = {
 /** What an event was, in words for a timeline: who asked for a check, and which event a replay copies. */
 export function describeEvent (e: { eventType: string, body: Record<string, unknown>, replayOf: number | null }): string {
   const requester = e.body.requested_by as CheckRequester
-  const name = e.eventType === CHECK_EVENT ? CHECK_NAMES[requester] ?? 'check' : e.eventType
+  const name = e.eventType === CHECK_EVENT
+    ? CHECK_NAMES[requester] ?? 'check'
+    : e.eventType === RECONCILE_EVENT ? `repair by reconciliation: ${String(e.body.action).slice(0, 20)} (${String(e.body.class).slice(0, 40)})` : e.eventType
   return e.replayOf === null ? name : `${name} (replay of event ${e.replayOf})`
 }
 

@@ -21,6 +21,9 @@ export interface IncomingEvent {
 /** Event type of cloudoreg's own re-verification, queued by the availability check and the operator routes. */
 export const CHECK_EVENT = 'cloudoreg.check'
 
+/** Event type of a repair queued by a real reconciliation run (src/reconcile), behind the source's other events. */
+export const RECONCILE_EVENT = 'cloudoreg.reconcile'
+
 /**
  * The channel an event came in by, which its dedupe key belongs to: the direct Kafka consumer, or a
  * push by how it authenticated: `token` (bearer or dapr-api-token), `signed` (Standard Webhooks),

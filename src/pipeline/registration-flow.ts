@@ -136,6 +136,8 @@ export interface Link {
    * ARN edits); `verify` is the unpause itself.
    */
   whilePaused: 'store' | 'verify'
+  /** Map the AWS account in RHSM even where cloudoreg believes it mapped (reconciliation found RHSM without it). */
+  remap?: boolean
 }
 
 /**
@@ -202,7 +204,7 @@ export async function verifyAndRegister (deps: FlowDeps, ctx: EventContext, link
   const check = await deps.sts.verifyRole({ roleArn, awsAccountId, externalId: auth.externalId, sessionName })
   if (!check.ok) return unavailable(verifying, check.code, { step: check.step, upstreamCode: check.awsCode })
 
-  const holds = existing?.mapped === true
+  const holds = existing?.mapped === true && link.remap !== true
   const sameMapping = holds && existing.awsAccountId === awsAccountId && existing.sourceId === application.sourceId
   if (!sameMapping) {
     ctx.memo.step = 'RHSM' satisfies CheckStep

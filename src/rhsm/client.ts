@@ -18,6 +18,37 @@ export interface RhsmClientOptions {
 export interface RhsmClient {
   addAwsAccount: (m: { orgId: string, awsAccountId: string, sourceId: string }) => Promise<void>
   removeSourceAccounts: (m: { orgId: string, sourceId: string }) => Promise<void>
+  /** The org's enabled AWS provider accounts, one page at a time (reconciliation reads, never holds, the whole list). */
+  enabledAwsAccounts: (orgId: string, pageSize: number) => AsyncGenerator<EnabledAccount[]>
+}
+
+/** Pages of one org's enabled accounts read at most. */
+const MAX_PAGES = 100_000
+
+/** One provider account RHSM holds for an org; `sourceId` only for accounts created through sources. */
+export interface EnabledAccount {
+  id: string
+  sourceId: string | null
+  verified: boolean
+}
+
+/** A page of `GET /cloud_access_providers/enabled`: its AWS accounts, and whether a next page may follow. */
+function enabledPage (body: unknown, limit: number): { accounts: EnabledAccount[], more: boolean } {
+  const providers = (body as { body?: unknown } | null)?.body
+  if (!Array.isArray(providers)) throw new UpstreamError('rhsm', 'transient', 'enabled accounts: unexpected response shape')
+  const accounts: EnabledAccount[] = []
+  let listed = 0
+  for (const provider of providers as Array<Record<string, unknown> | null>) {
+    const items = Array.isArray(provider?.accounts) ? provider.accounts as Array<Record<string, unknown> | null> : []
+    listed += items.length
+    if (provider?.shortName !== 'AWS') continue
+    for (const a of items) {
+      if (typeof a?.id !== 'string') continue
+      accounts.push({ id: a.id, sourceId: typeof a.sourceId === 'string' && a.sourceId !== '' ? a.sourceId : null, verified: a.verified === true })
+    }
+  }
+  // `pagination.count` is the size of this page: a full page may have a next one.
+  return { accounts, more: listed >= limit }
 }
 
 /** RHSM's 400 for an AWS account another Red Hat account already verified. */
@@ -52,13 +83,29 @@ export function createRhsmClient (o: RhsmClientOptions): RhsmClient {
         if (err instanceof UpstreamError && err.kind === 'not_found') return
         throw err
       }
+    },
+    async * enabledAwsAccounts (orgId, pageSize) {
+      for (let page = 0, offset = 0; ; page++, offset += pageSize) {
+        // An answer that ignores `offset` must not keep the caller paging for ever.
+        if (page >= MAX_PAGES) throw new UpstreamError('rhsm', 'transient', `enabled accounts: more than ${MAX_PAGES} pages`)
+        const res = await call({
+          ...common,
+          method: 'GET',
+          url: `${base}/cloud_access_providers/enabled?limit=${pageSize}&offset=${offset}`,
+          headers: { 'X-RhsmApi-AccountID': orgId }
+        })
+        const { accounts, more } = enabledPage(res.body, pageSize)
+        yield accounts
+        if (!more) return
+      }
     }
   }
 }
 
-/** RHSM_MODE=dry-run: decide everything, change nothing in RHSM; say what would have changed. */
-export function dryRunRhsm (log: Logger): RhsmClient {
+/** RHSM_MODE=dry-run: decide everything, change nothing in RHSM; say what would have changed. Reads go to `live`. */
+export function dryRunRhsm (log: Logger, live: Pick<RhsmClient, 'enabledAwsAccounts'>): RhsmClient {
   return {
+    enabledAwsAccounts: (orgId, pageSize) => live.enabledAwsAccounts(orgId, pageSize),
     async addAwsAccount (m) {
       log.info({ rhsm: 'dry-run', ...m }, 'would map the AWS account in RHSM')
     },

@@ -5,12 +5,32 @@ import { UpstreamError } from '../upstream/errors.js'
 
 export const CLOUD_METER_TYPE = '/insights/platform/cloud-meter'
 
+/** Pages of one list read at most (10 million items at 100 a page). */
+const MAX_PAGES = 100_000
+
 export interface Application {
   id: string
   sourceId: string
   applicationTypeId: string
   /** sources-api's `paused_at` is set: the customer paused the application. */
   paused: boolean
+  /** What was last reported for it (`available`, `unavailable`, or sources-api's own `in_progress`, ...). */
+  availabilityStatus: string
+}
+
+/** A source in sources-api's cross-tenant list, with the tenant it belongs to. */
+export interface TenantSource {
+  sourceId: string
+  orgId: string
+  accountNumber: string | null
+}
+
+/** An authentication as the tenant's list shows it: no password, so an ARN kept there needs getAuthentication. */
+export interface ListedAuthentication {
+  id: string
+  username: string
+  resourceType: string
+  resourceId: string
 }
 
 export interface Authentication {
@@ -43,10 +63,25 @@ export interface SourcesClient {
   /** The authentications linked to an application. */
   authenticationsOfApplication: (applicationId: string, tenant: Tenant) => Promise<string[]>
   sourceApplications: (sourceId: string, tenant: Tenant) => Promise<Application[]>
+  // Lists for reconciliation, a page at a time, so that no caller needs to hold a whole list.
+  /** Every source of every tenant (`/internal/v2.0/sources`, the PSK alone). */
+  allSources: (pageSize: number) => AsyncGenerator<TenantSource[]>
+  /** The tenant's cloud-meter applications. */
+  cloudMeterApplications: (tenant: Tenant, pageSize: number) => AsyncGenerator<Application[]>
+  /** The tenant's application-authentication links. */
+  applicationAuthentications: (tenant: Tenant, pageSize: number) => AsyncGenerator<Array<{ applicationId: string, authenticationId: string }>>
+  /** The tenant's `cloud-meter-arn` authentications. */
+  arnAuthentications: (tenant: Tenant, pageSize: number) => AsyncGenerator<ListedAuthentication[]>
 }
 
 function toApplication (app: Record<string, unknown>): Application {
-  return { id: str(app.id), sourceId: str(app.source_id), applicationTypeId: str(app.application_type_id), paused: str(app.paused_at) !== '' }
+  return {
+    id: str(app.id),
+    sourceId: str(app.source_id),
+    applicationTypeId: str(app.application_type_id),
+    paused: str(app.paused_at) !== '',
+    availabilityStatus: str(app.availability_status)
+  }
 }
 
 function dataOf (body: unknown, what: string): Array<Record<string, unknown>> {
@@ -70,10 +105,28 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
   const base = o.baseUrl.replace(/\/+$/, '')
   let cloudMeterTypeId: Promise<string> | undefined
 
-  function send (path: string, tenant: Tenant, method: CallOptions['method'] = 'GET', body?: unknown, extra?: Record<string, string>): ReturnType<typeof call> {
-    const headers: Record<string, string> = { ...extra, 'x-rh-sources-psk': o.psk, 'x-rh-sources-org-id': tenant.orgId }
-    if (tenant.accountNumber) headers['x-rh-sources-account-number'] = tenant.accountNumber
+  /** `tenant` null: a cross-tenant internal call, the PSK alone. */
+  function send (path: string, tenant: Tenant | null, method: CallOptions['method'] = 'GET', body?: unknown, extra?: Record<string, string>): ReturnType<typeof call> {
+    const headers: Record<string, string> = { ...extra, 'x-rh-sources-psk': o.psk }
+    if (tenant !== null) headers['x-rh-sources-org-id'] = tenant.orgId
+    if (tenant?.accountNumber) headers['x-rh-sources-account-number'] = tenant.accountNumber
     return call({ target: 'sources', dispatcher: o.dispatcher, method, url: base + path, headers, body, timeoutMs: o.timeoutMs, attempts: o.attempts, observe: o.observe })
+  }
+
+  /**
+   * A sources-api list, page by page, until `meta.count` items were offered or a page came back short;
+   * at most MAX_PAGES pages, so that an answer that ignores `offset` cannot keep a caller paging for ever.
+   */
+  async function * pages<T> (path: string, tenant: Tenant | null, pageSize: number, what: string, map: (item: Record<string, unknown>) => T): AsyncGenerator<T[]> {
+    const sep = path.includes('?') ? '&' : '?'
+    for (let page = 0, offset = 0; ; page++, offset += pageSize) {
+      if (page >= MAX_PAGES) throw new UpstreamError('sources', 'transient', `${what}: more than ${MAX_PAGES} pages`)
+      const { body } = await send(`${path}${sep}limit=${pageSize}&offset=${offset}`, tenant)
+      const data = dataOf(body, what)
+      const count = Number((asObject(body, what).meta as { count?: unknown } | undefined)?.count)
+      yield data.map(map)
+      if (data.length < pageSize || !(offset + pageSize < count)) return
+    }
   }
 
   async function lookUpCloudMeterType (tenant: Tenant): Promise<string> {
@@ -126,6 +179,29 @@ export function createSourcesClient (o: SourcesClientOptions): SourcesClient {
     async sourceApplications (sourceId, tenant) {
       const res = await send(`/api/sources/v3.1/sources/${encodeURIComponent(sourceId)}/applications`, tenant)
       return dataOf(res.body, 'applications').map(toApplication)
+    },
+
+    allSources (pageSize) {
+      return pages('/internal/v2.0/sources', null, pageSize, 'sources', s => ({
+        sourceId: str(s.id),
+        orgId: str(s.org_id),
+        accountNumber: str(s.tenant) === '' ? null : str(s.tenant)
+      }))
+    },
+
+    async * cloudMeterApplications (tenant, pageSize) {
+      const typeId = await this.cloudMeterTypeId(tenant)
+      yield * pages(`/api/sources/v3.1/applications?filter[application_type_id]=${encodeURIComponent(typeId)}`, tenant, pageSize, 'applications', toApplication)
+    },
+
+    applicationAuthentications (tenant, pageSize) {
+      return pages('/api/sources/v3.1/application_authentications', tenant, pageSize, 'application_authentications',
+        l => ({ applicationId: str(l.application_id), authenticationId: str(l.authentication_id) }))
+    },
+
+    arnAuthentications (tenant, pageSize) {
+      return pages('/api/sources/v3.1/authentications?filter[authtype]=cloud-meter-arn', tenant, pageSize, 'authentications',
+        a => ({ id: str(a.id), username: str(a.username), resourceType: str(a.resource_type), resourceId: str(a.resource_id) }))
     },
 
     async reportAvailability (applicationId, tenant, status, error, headers) {

@@ -7,6 +7,7 @@ import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
+import { createReconcileStore, type ReconcileStore } from './reconcile.js'
 import { createRegistrations, type Registrations } from './registrations.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
 import { createStats, type StoreStats } from './stats.js'
@@ -26,6 +27,8 @@ export interface Store {
   inbox: Inbox
   outbox: Outbox
   registrations: Registrations
+  /** Reconciliation runs, their drift, and what a sweep reads. */
+  reconcile: ReconcileStore
   stats: StoreStats
   /** Operators' background tasks (bulk replays). */
   tasks: Tasks
@@ -54,6 +57,7 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
     inbox: createInbox(pool, inboxLimits),
     outbox: createOutbox(pool),
     registrations: createRegistrations(pool),
+    reconcile: createReconcileStore(pool),
     stats: createStats(pool),
     tasks: createTasks(pool),
     attemptsOf: async ids => await attemptsOf(pool, ids),
@@ -67,4 +71,4 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
   }
 }
 
-export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Inbox, Leases, Outbox, Registrations, StoreStats, TaskRecord, Tasks }
+export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Inbox, Leases, Outbox, ReconcileStore, Registrations, StoreStats, TaskRecord, Tasks }

@@ -133,6 +133,41 @@ export const migrations: string[] = [
   alter table inbox add column traceparent text, add column tracestate text, add column role_session_name text;
   alter table status_outbox add column traceparent text, add column tracestate text;
   `,
+  // Reconciliation: each run (any replica answers for it) and the drift it found, bounded per run;
+  // the sweep reads each application's last status, hence the index.
+  `
+  create table reconcile_runs (
+    id text primary key,
+    dry_run boolean not null,
+    scheduled boolean not null default false,
+    state text not null check (state in ('running', 'done', 'failed')),
+    owner text not null,
+    started_at timestamptz not null default now(),
+    heartbeat_at timestamptz not null default now(),
+    finished_at timestamptz,
+    checked integer not null default 0,
+    total integer,
+    counts jsonb not null default '{}',
+    drift_found integer not null default 0,
+    repairs_queued integer not null default 0,
+    error text
+  );
+  create index reconcile_runs_last_dry on reconcile_runs (finished_at) where dry_run and state = 'done';
+  create index reconcile_runs_started on reconcile_runs (started_at);
+  create table reconcile_drift (
+    run_id text not null references reconcile_runs (id) on delete cascade,
+    seq integer not null,
+    class text not null,
+    source_id text,
+    application_id text,
+    org_id text,
+    rhsm_account_id text,
+    detail text not null,
+    repair text not null,
+    primary key (run_id, seq)
+  );
+  create index status_outbox_by_application on status_outbox (application_id, id);
+  `,
   // Every attempt of every event, for operators and the source's history: when, how long, what it led
   // to, which upstream call failed and with what (HTTP status, AWS error code), on which replica.
   // Written by the statement that records the attempt's retry or outcome (no extra round trip).

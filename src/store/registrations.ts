@@ -36,10 +36,10 @@ export type CheckStep = typeof CHECK_STEPS[number]
 /** What a handler decided about a registration; `verified` stamps verified_at, `checked` checked_at. */
 export type RegistrationWrite = Omit<Registration, 'createdAt' | 'updatedAt' | 'verifiedAt' | 'checkedAt'> & { verified: boolean, checked?: boolean }
 
-const COLUMNS = `application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn, state, mapped,
+export const REGISTRATION_COLUMNS = `application_id, source_id, authentication_id, org_id, account_number, aws_account_id, role_arn, state, mapped,
   last_error_code, last_error_message, attempts, failed_step, upstream_code, external_id, created_at, updated_at, verified_at, checked_at`
 
-function toRegistration (r: Record<string, any>): Registration {
+export function toRegistration (r: Record<string, any>): Registration {
   return {
     applicationId: r.application_id,
     sourceId: r.source_id,
@@ -67,7 +67,7 @@ function toRegistration (r: Record<string, any>): Registration {
 const BY_APPLICATION_WITH_TOMBSTONE = `
 select exists (select 1 from destroyed_applications where application_id = $1 and org_id = $2) as destroyed, r.*
 from (select 1) one
-left join (select ${COLUMNS} from registrations where application_id = $1) r on true`
+left join (select ${REGISTRATION_COLUMNS} from registrations where application_id = $1) r on true`
 
 const CONFLICT = `
 select case when org_id <> $2 then 'CR4001' else 'CG1001' end as code from registrations
@@ -143,7 +143,7 @@ export interface Registrations {
 export function createRegistrations (pool: pg.Pool): Registrations {
   return {
     async findByApplication (applicationId) {
-      const { rows } = await pool.query({ name: 'registrations-by-application', text: `select ${COLUMNS} from registrations where application_id = $1`, values: [applicationId] })
+      const { rows } = await pool.query({ name: 'registrations-by-application', text: `select ${REGISTRATION_COLUMNS} from registrations where application_id = $1`, values: [applicationId] })
       return rows.length > 0 ? toRegistration(rows[0]) : null
     },
     async findApplication (applicationId, orgId) {
@@ -157,11 +157,11 @@ export function createRegistrations (pool: pg.Pool): Registrations {
     async findBySource (orgId, sourceId) {
       // A source has one cloud-meter application; should history hold more, the latest speaks for it.
       const { rows } = await pool.query(
-        `select ${COLUMNS} from registrations where org_id = $1 and source_id = $2 order by updated_at desc limit 1`, [orgId, sourceId])
+        `select ${REGISTRATION_COLUMNS} from registrations where org_id = $1 and source_id = $2 order by updated_at desc limit 1`, [orgId, sourceId])
       return rows.length > 0 ? toRegistration(rows[0]) : null
     },
     async findBySourceInAnyOrg (sourceId) {
-      const { rows } = await pool.query(`select ${COLUMNS} from registrations where source_id = $1 order by updated_at desc limit 1`, [sourceId])
+      const { rows } = await pool.query(`select ${REGISTRATION_COLUMNS} from registrations where source_id = $1 order by updated_at desc limit 1`, [sourceId])
       return rows.length > 0 ? toRegistration(rows[0]) : null
     },
     async claimCheck (orgId, sourceId, intervalS) {
@@ -187,7 +187,7 @@ export function createRegistrations (pool: pg.Pool): Registrations {
       const params: unknown[] = state === undefined ? [orgId] : [orgId, state]
       const count = await pool.query<{ count: string }>(`select count(*) from registrations where ${where}`, params)
       const { rows } = await pool.query(
-        `select ${COLUMNS} from registrations where ${where}
+        `select ${REGISTRATION_COLUMNS} from registrations where ${where}
          order by length(source_id), source_id, application_id limit $${params.length + 1} offset $${params.length + 2}`,
         [...params, limit, offset])
       return { count: Number(count.rows[0].count), data: rows.map(toRegistration) }

@@ -49,6 +49,16 @@ export class FakeRhsm extends FakeHttpServer {
       this.mappings.delete(sourceId)
       return { status: 204 }
     }
+    if (req.method === 'GET' && req.path === '/v1/cloud_access_providers/enabled') {
+      if (!orgId) return badRequest('Missing X-RhsmApi-AccountID header')
+      const params = new URLSearchParams(req.query)
+      const limit = Number(params.get('limit') ?? 100)
+      const offset = Number(params.get('offset') ?? 0)
+      const accounts = [...this.mappings].filter(([, m]) => m.orgId === orgId).slice(offset, offset + limit)
+        .map(([sourceId, m]) => ({ id: m.awsAccountId, nickname: '', dateAdded: '2026-08-20T10:00:00Z', sourceId, verified: true }))
+      // As RHSM's public API: `count` is the size of this page.
+      return { status: 200, body: { pagination: { offset, limit, count: accounts.length }, body: [{ shortName: 'AWS', accounts }] } }
+    }
     return { status: 404, body: error(404, 'Not Found', 'Not Found') }
   }
 }

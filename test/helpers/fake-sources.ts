@@ -78,6 +78,8 @@ export class FakeSources extends FakeHttpServer {
   readonly patches: Array<{ applicationId: string; body: unknown }> = []
   /** Owner org of applications and authentications added with `orgId`. */
   readonly owners = new Map<string, string>()
+  /** The org of each source added with `orgId`, for the cross-tenant list. */
+  readonly sourceOrgs = new Map<string, string>()
   /** PATCHes of these applications are answered with this status (a permanently failing application). */
   readonly failPatches = new Map<string, number>()
 
@@ -139,6 +141,7 @@ export class FakeSources extends FakeHttpServer {
     this.authentications.set(authentication.id, authentication)
     this.applicationAuthentications.push(applicationAuthentication)
     if (input.orgId !== undefined) {
+      this.sourceOrgs.set(input.sourceId, input.orgId)
       this.owners.set(`app:${application.id}`, input.orgId)
       this.owners.set(`auth:${authentication.id}`, input.orgId)
     }
@@ -161,6 +164,11 @@ export class FakeSources extends FakeHttpServer {
     this.applicationAuthentications = this.applicationAuthentications.filter((r) => r.application_id !== applicationId)
   }
 
+  /** Whether the resource belongs to the requesting tenant: a tenant's lists show only its own. */
+  private owned (req: RecordedRequest, key: string): boolean {
+    return this.owners.get(key) === req.headers['x-rh-sources-org-id']
+  }
+
   /** Whether the requesting tenant may see the resource (sources-api scopes every lookup to it). */
   private visible (req: RecordedRequest, key: string): boolean {
     const owner = this.owners.get(key)
@@ -175,7 +183,21 @@ export class FakeSources extends FakeHttpServer {
 
     if (req.method === 'GET' && p === `${API}/application_types`) {
       const name = params.get('filter[name]')
-      return list(this.applicationTypes.filter((t) => name === null || t.name === name))
+      return list(this.applicationTypes.filter((t) => name === null || t.name === name), params)
+    }
+    if (req.method === 'GET' && p === '/internal/v2.0/sources') {
+      // Cross-tenant, the PSK alone: each source with its tenant.
+      return list([...this.sources].map((id) => ({ id, org_id: this.sourceOrgs.get(id) ?? '', tenant: '' })), params)
+    }
+    if (req.method === 'GET' && p === `${API}/applications`) {
+      const typeId = params.get('filter[application_type_id]')
+      return list([...this.applications.values()].filter((a) => (typeId === null || a.application_type_id === typeId) && this.owned(req, `app:${a.id}`)), params)
+    }
+    if (req.method === 'GET' && p === `${API}/authentications`) {
+      const authtype = params.get('filter[authtype]')
+      // The public list never shows the password.
+      return list([...this.authentications.values()].filter((a) => (authtype === null || a.authtype === authtype) && this.owned(req, `auth:${a.id}`))
+        .map(({ password: _hidden, ...rest }) => rest), params)
     }
     if ((m = p.match(/^\/api\/sources\/v3\.1\/applications\/([^/]+)$/))) {
       const app = this.applications.get(m[1])
@@ -207,20 +229,23 @@ export class FakeSources extends FakeHttpServer {
     if (req.method === 'GET' && p === `${API}/application_authentications`) {
       const authId = params.get('filter[authentication_id]')
       const appId = params.get('filter[application_id]')
+      // Unfiltered, it is the tenant's list: only its own links.
+      const seen = authId === null && appId === null ? this.owned.bind(this) : this.visible.bind(this)
       return list(
         this.applicationAuthentications.filter(
           (r) =>
             (authId === null || r.authentication_id === authId) &&
             (appId === null || r.application_id === appId) &&
-            this.visible(req, `app:${r.application_id}`)
-        )
+            seen(req, `app:${r.application_id}`)
+        ),
+        params
       )
     }
     if (req.method === 'GET' && (m = p.match(/^\/api\/sources\/v3\.1\/sources\/([^/]+)\/applications$/))) {
       const sourceId = m[1]
       const apps = [...this.applications.values()].filter((a) => a.source_id === sourceId && this.visible(req, `app:${a.id}`))
       if (!this.sources.has(sourceId) && apps.length === 0) return notFound()
-      return list(apps)
+      return list(apps, params)
     }
     return notFound()
   }
@@ -230,8 +255,11 @@ export async function startFakeSources (opts: FakeSourcesOptions = {}): Promise<
   return new FakeSources(opts).listen()
 }
 
-function list (data: unknown[]): FakeReply {
-  return { status: 200, body: { meta: { count: data.length, limit: 100, offset: 0 }, links: {}, data } }
+/** A sources-api list page: `limit` (default 100) items from `offset`, `meta.count` all of them. */
+function list (data: unknown[], params: URLSearchParams): FakeReply {
+  const limit = Number(params.get('limit') ?? 100)
+  const offset = Number(params.get('offset') ?? 0)
+  return { status: 200, body: { meta: { count: data.length, limit, offset }, links: {}, data: data.slice(offset, offset + limit) } }
 }
 
 function notFound (): FakeReply {

@@ -1,7 +1,8 @@
-import { CHECK_EVENT } from '../../events/event.js'
+import { CHECK_EVENT, RECONCILE_EVENT } from '../../events/event.js'
 import type { Outcome } from '../../store/outcomes.js'
 import { knowSource } from '../../tracing/correlation.js'
 import type { EventContext, EventHandler } from '../runner.js'
+import { reconcileRepair } from './reconcile.js'
 import { applicationState, asWrite, gaveUp, idOf, isNotFound, linkGone, refusedIfForeign, removeMapping, tenantOf, unavailable, verifyAndRegister, type FlowDeps } from '../registration-flow.js'
 
 export interface HandlerDeps extends FlowDeps {
@@ -141,6 +142,8 @@ export function createHandlers (deps: HandlerDeps): Map<string, EventHandler> {
       const tombstone = { applicationId: existing.applicationId, sourceId: existing.sourceId, orgId: existing.orgId }
       return { ...await removeMapping(deps, existing, ctx), tombstone }
     })],
+
+    [RECONCILE_EVENT, forApplication(deps, applicationId, reconcileRepair(deps))],
 
     [CHECK_EVENT, forApplication(deps, () => '', async ctx => {
       const sourceId = idOf(ctx.event.body.source_id)

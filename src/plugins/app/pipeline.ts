@@ -10,8 +10,8 @@ import { missingUpstreamSettings, type Config } from '../../config.js'
 import { createHandlers } from '../../pipeline/handlers/index.js'
 import { createScheduler, type Scheduler } from '../../pipeline/scheduler.js'
 import { backoffDelay } from '../../backoff.js'
-import { createRhsmClient, dryRunRhsm } from '../../rhsm/client.js'
-import { createSourcesClient } from '../../sources/client.js'
+import { createRhsmClient, dryRunRhsm, type RhsmClient } from '../../rhsm/client.js'
+import { createSourcesClient, type SourcesClient } from '../../sources/client.js'
 import { kafkaConnection } from '../../kafka/client.js'
 import { kafkaStatusSink } from '../../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../../status/relay.js'
@@ -21,6 +21,8 @@ import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 declare module 'fastify' {
   interface FastifyInstance {
     scheduler: Scheduler | null
+    /** The clients of sources-api and RHSM (RHSM_MODE's), for what else reads them (reconciliation); null until configured. */
+    upstreams: { sources: SourcesClient, rhsm: RhsmClient } | null
     /** The AWS account cloudoreg verifies from (cached); what customers' trust policies name. */
     ownAwsAccount: () => Promise<string>
   }
@@ -40,6 +42,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   if (missing.length > 0) {
     app.log.warn({ missing }, `events will be stored but not processed until ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} configured`)
     app.decorate('scheduler', null)
+    app.decorate('upstreams', null)
     return
   }
   const sourcesAgent = new Agent({ connections: config.CONCURRENCY * 2, keepAliveTimeout: 30_000 })
@@ -53,9 +56,9 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     }
   })
   const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe })
-  const rhsm = config.RHSM_MODE === 'dry-run'
-    ? dryRunRhsm(app.log)
-    : createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
+  const liveRhsm = createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
+  const rhsm = config.RHSM_MODE === 'dry-run' ? dryRunRhsm(app.log, liveRhsm) : liveRhsm
+  app.decorate('upstreams', { sources, rhsm })
 
   const sinks: Record<Config['statusSink'], () => StatusSink> = {
     kafka: () => kafkaStatusSink({ connection: kafkaConnection(config), topic: config.SOURCES_STATUS_TOPIC, log: app.log }),
