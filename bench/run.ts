@@ -11,6 +11,7 @@ import { startFakeSources } from '../test/helpers/fake-sources.js'
 import { startFakeSts } from '../test/helpers/fake-sts.js'
 import { collectTopic, startMockKafka } from '../test/helpers/kafka.js'
 import { createRecord, eventually, freePort } from '../test/helpers/stack.js'
+import { lanesBench } from './lanes.js'
 import { reconcileBench } from './reconcile.js'
 
 // npm run bench: each figure against a ceiling measured in the same run on the same machine.
@@ -114,6 +115,9 @@ function shippedNodeArgs (): string {
 
 interface Server { child: ChildProcess, url: string, dataDir: string, pgPort: number }
 
+/** Budgets that never bind: these figures measure cloudoreg, not its politeness to upstreams. */
+const UNBOUND_RATES = { STS_MAX_RPS: '100000', RHSM_MAX_RPS: '100000', SOURCES_MAX_RPS: '100000' }
+
 async function cloudoreg (env: Record<string, string>): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-bench-'))
   const port = await freePort()
@@ -121,7 +125,7 @@ async function cloudoreg (env: Record<string, string>): Promise<Server> {
   // As shipped: the node flags of `npm start` (the image's CMD has the same); SERVER_NODE_ARGS, e.g.
   // --max-old-space-size=128, replaces them to measure other V8 settings.
   const child = start([...(process.env.SERVER_NODE_ARGS ?? shippedNodeArgs()).split(' ').filter(Boolean), 'dist/src/server.js'], {
-    DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'warn', PUSH_AUTH: 'none', ...env
+    DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'warn', PUSH_AUTH: 'none', ...UNBOUND_RATES, ...env
   })
   const url = `http://127.0.0.1:${port}`
   await up(`${url}/readyz`)
@@ -453,6 +457,11 @@ if (!only || only === 'e2e' || only === 'cpu') {
   report(`3c. CPU ceiling: ${E2E.sources} sources, no added latency`, `${cpu.perSecond.toFixed(1)} sources/s; ${cpuText(cpu.cpu)}`, 'fakes, broker and cloudoreg share the 2 cores')
 }
 if (!only || only === 'memory') await memory()
+if (!only || only === 'lanes') {
+  await lanesBench({ cloudoreg, stop, report, expectNone }, SMOKE
+    ? { orgs: [150, 20, 20, 20], latencyMs: 5, createEveryMs: 200 }
+    : { orgs: [15_000, ...Array.from({ length: 9 }, (_, k) => k < 5 ? 556 : 555)], latencyMs: 20, createEveryMs: 2000 })
+}
 if (!only || only === 'reconcile') await reconcileBench({ smoke: SMOKE, cloudoreg, stop, peakRss, report, expectNone, treeCpu, machineCpu })
 console.log('\n| measure | figure | how |\n|---|---|---|')
 for (const [what, figure, how] of rows) console.log(`| ${what} | ${figure} | ${how} |`)

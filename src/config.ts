@@ -68,6 +68,10 @@ const ConfigSchema = Type.Object({
   CHECK_ORG_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600 }),
   CHECK_TOTAL_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 6000 }),
   INBOX_WINDOW: Type.Integer({ minimum: 1, default: 1000 }),
+  // Calls per second to each upstream, in total across all replicas (each takes its share).
+  STS_MAX_RPS: Type.Integer({ minimum: 1, maximum: 100000, default: 50 }),
+  RHSM_MAX_RPS: Type.Integer({ minimum: 1, maximum: 100000, default: 20 }),
+  SOURCES_MAX_RPS: Type.Integer({ minimum: 1, maximum: 100000, default: 100 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
   LEASE_MS: Type.Integer({ minimum: 1000, default: 30000 }),
   RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),

@@ -110,7 +110,8 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   sts.reply = xmlError(403, 'InvalidClientTokenId')
   t.match(await verify(), { ok: false, code: 'CG3000', reason: 'GetCallerIdentity: InvalidClientTokenId' })
   sts.reply = xmlError(400, 'Throttling')
-  await t.rejects(verify(), new UpstreamError('sts', 'transient', 'GetCallerIdentity failed: Throttling', 400))
+  // Our rate, not the event's fault: a kind of its own, which spends no event attempt.
+  await t.rejects(verify(), new UpstreamError('sts', 'throttled', 'GetCallerIdentity failed: Throttling', 400))
   sts.reply = { status: 502, contentType: 'text/html', body: '<html>bad gateway</html>' }
   await t.rejects(verify(), { kind: 'transient', message: 'GetCallerIdentity failed: HTTP502' })
   sts.reply = { status: 200, contentType: 'text/xml', body: '<GetCallerIdentityResponse><GetCallerIdentityResult></GetCallerIdentityResult></GetCallerIdentityResponse>' }

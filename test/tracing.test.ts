@@ -151,7 +151,8 @@ t.test('tracing on: an event whose attempts run out is one trace started at inge
   const exporter = new InMemorySpanExporter()
   const stack = await startStack(t, { env: { RETRY_MAX_ATTEMPTS: '2', UPSTREAM_CALL_ATTEMPTS: '1' }, spanProcessors: [new SimpleSpanProcessor(exporter)] })
   stack.sources.addSource({ sourceId: '7', applicationId: '42', authenticationId: '311', arn: ROLE })
-  stack.sts.errorFor.set(ROLE, 'Throttling')
+  // A 503 each time (Throttling would not spend the event's attempts).
+  stack.sts.failNext(2, 503)
   t.equal((await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 311 })).status, 202)
   await eventually(async () => (await getJson(`${stack.url}/api/cloudoreg/v1/sources/7`)).body.error?.code === 'CR5000' ? true : undefined, 30_000, 'CR5000')
   const spans = await eventually(() => {
@@ -175,7 +176,7 @@ t.test('tracing on: an event whose attempts run out is one trace started at inge
   }
   const assume = spans.filter(s => s.name === 'STS.AssumeRole')
   t.equal(assume.length, 2)
-  for (const s of assume) t.match(s.attributes, { 'error.type': 'Throttling', 'http.response.status_code': 400 })
+  for (const s of assume) t.match(s.attributes, { 'error.type': 'ServiceUnavailable', 'http.response.status_code': 503 })
   const giveUp = spans.find(s => s.name === 'give up ApplicationAuthentication.create')!
   t.match(giveUp.attributes, { 'cloudoreg.error_code': 'CR5000', 'cloudoreg.outcome': 'CR5000' })
   t.equal(giveUp.spanContext().traceId, traceId)

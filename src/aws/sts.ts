@@ -7,6 +7,7 @@ import { SpanKind, type Span } from '@opentelemetry/api'
 import { UpstreamError, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { CallOptions } from '../upstream/http.js'
 import { inSpan } from '../tracing/spans.js'
+import type { RateGate } from '../upstream/rate-budget.js'
 
 // The SDK warns on the first client under Node 20 that its 2027 releases need Node 22; the lockfile pins
 // a release that supports 20, and the README says which Node versions cloudoreg supports.
@@ -20,6 +21,8 @@ export interface StsOptions {
   /** Sockets to STS at once; at least the number of verifications that can run at once. */
   maxSockets: number
   observe?: CallOptions['observe']
+  /** Paces AssumeRole (each HTTP attempt, the SDK's retries included) and hears of its throttling. */
+  rate?: RateGate
 }
 
 export type RoleCheck =
@@ -68,7 +71,8 @@ export function roleSessionName (sourceId: string, eventId: number): string {
 function classify (err: AwsError, step: StsStep): RoleCheck {
   const status = err.$metadata?.httpStatusCode
   let kind: UpstreamErrorKind | undefined
-  if (THROTTLING.has(err.name) || status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
+  if (THROTTLING.has(err.name)) kind = 'throttled'
+  else if (status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
   else if (step === 'AssumeRole' && OWN_CREDENTIALS.has(err.name)) kind = 'misconfigured'
   if (kind !== undefined) throw new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)
   if (err.name === 'AccessDenied' || err.name === 'AccessDeniedException') {
@@ -124,6 +128,20 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
   const transport = { 'http:': { request: httpRequest, agent: httpAgent }, 'https:': { request: httpsRequest, agent: httpsAgent } }
   // The service's own credentials come from the SDK's default chain.
   const client = new STSClient({ region: o.region, endpoint: o.endpoint, maxAttempts: o.attempts, requestHandler })
+  const rate = o.rate
+  if (rate !== undefined) {
+    // Inside the SDK's retry middleware (finalizeRequest, high priority): once per HTTP attempt.
+    client.middlewareStack.add((next, context) => async args => {
+      if (context.commandName !== 'AssumeRoleCommand') return await next(args)
+      await rate.take()
+      try {
+        return await next(args)
+      } catch (err) {
+        if (THROTTLING.has((err as AwsError).name)) rate.throttled()
+        throw err
+      }
+    }, { step: 'finalizeRequest', priority: 'low', name: 'cloudoreg-assume-role-rate' })
+  }
   let target: Promise<CallerIdentityTarget> | undefined
 
   /**

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { backoffDelay, type Backoff } from '../backoff.js'
 import { applicationOfKey } from '../events/keys.js'
+import { LANES } from '../events/lanes.js'
 import { loggedId, type Logger } from '../log.js'
 import type { Tenant } from '../identity.js'
 import type { Metrics } from '../metrics.js'
@@ -84,6 +85,11 @@ export function logFinished (log: Logger, event: InboxEvent, e: { state: EventEn
   }, 'event finished')
 }
 
+/** Free slots go to the customer lane first, then re-checks, then bulk work; in queueing order within a lane. */
+function slotPriority (event: LeasableEvent): number {
+  return LANES.bulk - event.keyLane
+}
+
 /** A database hiccup while recording an outcome: retried until it passes. */
 const RECORD_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
@@ -154,7 +160,7 @@ export function createRunner (o: RunnerOptions): Runner {
         } catch (err) {
           return { err: err as Error }
         }
-      })
+      }, { priority: slotPriority(event) })
       if (result === undefined) return
       const ran = { attempt: attempts, startedAt: attemptStarted, durationMs: Date.now() - attemptStarted.getTime(), replica: o.keeper.owner }
       // What the attempt learnt (the source id) goes on every later line about the event.
@@ -165,6 +171,8 @@ export function createRunner (o: RunnerOptions): Runner {
         return
       }
       const err = result.err
+      // Our call rate was refused, which says nothing about the event: the attempt is not spent.
+      if (err instanceof UpstreamError && err.kind === 'throttled') attempts--
       o.metrics.eventAttemptFailed(event.eventType)
       const misconfigured = err instanceof UpstreamError && err.kind === 'misconfigured'
       if (misconfigured) {
@@ -181,7 +189,7 @@ export function createRunner (o: RunnerOptions): Runner {
           { ...ran, result: 'dead', ...failure, outcomeCode: outcome.registration?.lastErrorCode ?? null })
         return
       }
-      wakeAt = Date.now() + backoffDelay(o.retry.backoff, attempts)
+      wakeAt = Date.now() + backoffDelay(o.retry.backoff, Math.max(1, attempts))
       log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
       // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
       await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId, { ...ran, result: 'retry', ...failure })

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import type { LeasableEvent, Leases } from '../store/leases.js'
 import type { Inbox, InboxEvent } from '../store/inbox.js'
+import { LANES } from '../events/lanes.js'
 import { createLeaseKeeper } from './lease-keeper.js'
 import { createRunner, logFinished, type EventHandler, type RunnerOptions } from './runner.js'
 
@@ -33,9 +34,19 @@ export interface Scheduler {
 const PAGE = 500
 
 /**
- * Pulls pending events from the inbox in id order, in pages, into one concurrency-1 queue per
- * source (its lease key), for the runner to run; keys are leased so that replicas sharing a
- * database share the work (the lease keeper).
+ * Of the window, this many events are kept for the customer lane: re-checks and bulk work fill at most
+ * the rest, so that a create never waits for a wave held in memory to drain first.
+ */
+export function customerReserve (window: number): number {
+  return Math.floor(window / 10)
+}
+
+/**
+ * Pulls pending events from the inbox in pages into one concurrency-1 queue per source (its lease
+ * key), for the runner to run; keys are leased so that replicas sharing a database share the work
+ * (the lease keeper). Which sources come first is the inbox's choice (lanes, then turns between
+ * orgs: `Leases.candidates`), kept here by queueing them in that order; each source's events are
+ * queued in id order.
  */
 export function createScheduler (o: SchedulerOptions): Scheduler {
   const queues = new Map<string, PQueue>()
@@ -44,6 +55,7 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
   const runner = createRunner({ ...o, keeper, stopping: stopping.signal })
   /** Ids of the events held in memory, which the next read skips. */
   const held = new Set<number>()
+  const reserve = customerReserve(o.window)
   let pulling = false
   let pullAgain = false
   let started = false
@@ -83,9 +95,14 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
   }
 
   async function pull (): Promise<void> {
-    while (!stopping.signal.aborted && held.size < o.window) {
+    while (!stopping.signal.aborted) {
+      // The last tenth of the window takes customer work only.
+      const room = o.window - held.size
+      const lowerRoom = room - reserve
+      const limit = Math.min(PAGE, lowerRoom > 0 ? lowerRoom : room)
+      if (limit <= 0) break
       const found = await keeper.exclusive(async () => {
-        const rows = await o.leases.candidates(Math.min(PAGE, o.window - held.size), [...held])
+        const rows = await o.leases.candidates(limit, [...held], lowerRoom > 0 ? LANES.bulk : LANES.customer)
         const ignored: InboxEvent[] = []
         const runnable: Array<{ event: LeasableEvent, handler: EventHandler }> = []
         for (const event of rows) {

@@ -5,6 +5,7 @@ import { withTransaction } from './transaction.js'
 import { attemptValues, insertAttempt, type AttemptWrite } from './attempts.js'
 import { APP_KEY_PREFIX, SOURCE_KEY_PREFIX, sourceIdFor } from '../events/keys.js'
 import { newTraceContext, traceIdOf, type TraceContext } from '../tracing/context.js'
+import { LANES, laneOf, type Lane } from '../events/lanes.js'
 
 export interface InboxEvent {
   id: number
@@ -21,9 +22,11 @@ export interface InboxEvent {
   receivedAt: Date
   /** The trace its processing continues, on whichever replica and however late it runs. */
   trace: TraceContext
+  /** Its lane (src/events/lanes.ts), decided when it was stored. */
+  lane: Lane
 }
 
-/** Per event appended: its inbox id, or null when it was a redelivery. */
+/** Per event appended: its inbox id, or null when it was a redelivery (or a re-check coalesced with a pending one). */
 export type AppendResult = Array<number | null>
 
 /**
@@ -69,8 +72,8 @@ const DEFAULT_LIMITS: InboxLimits = { maxQueuedEvents: 20_000, maxWaitMs: 10_000
 
 const INSERT = `
 with input as (
-  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[])
-    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, source_id, traceparent, tracestate, ord)
+  select * from unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[], $12::smallint[])
+    with ordinality as t(dedupe_key, ttl_ms, event_type, queue_key, org_id, account_number, body, delivery_id, source_id, traceparent, tracestate, lane, ord)
 ), fresh as (
   insert into delivery_keys (key, expires_at)
   select dedupe_key, case when ttl_ms is null then null else now() + ttl_ms * interval '1 millisecond' end from input
@@ -78,9 +81,12 @@ with input as (
     where delivery_keys.expires_at is not null and delivery_keys.expires_at < now()
   returning key
 )
-insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, traceparent, tracestate)
-select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key, i.source_id, i.traceparent, i.tracestate
+insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, traceparent, tracestate, lane)
+select i.event_type, i.queue_key, i.org_id, i.account_number, i.body, i.delivery_id, i.dedupe_key, i.source_id, i.traceparent, i.tracestate, i.lane
 from input i join fresh f on f.key = i.dedupe_key
+-- Re-checks coalesce: one pending (or running: it stays pending until it ends) per source and org.
+where i.lane <> $13 or not exists (
+  select 1 from inbox p where p.state = 'pending' and p.queue_key = i.queue_key and p.org_id = i.org_id and p.lane = $13)
 order by i.ord
 returning id, dedupe_key`
 
@@ -122,6 +128,8 @@ export interface Inbox {
    * commit); each promise settles only after that transaction committed.
    * Rejects with UnstorableError when the database refuses these events' data
    * (never because of another caller's), else with the transient failure.
+   * An id is null for a redelivery, and for a re-check of a source that has one pending already
+   * (coalesced: that one runs).
    */
   append: (events: IncomingEvent[]) => Promise<AppendResult>
   /** Called after each commit that stored new events. */
@@ -194,6 +202,7 @@ export function rowToEvent (row: Record<string, any>): InboxEvent {
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
     receivedAt: row.received_at,
+    lane: row.lane ?? LANES.customer,
     // Rows stored before trace contexts were: a trace of their own from now on.
     trace: row.traceparent === null ? newTraceContext() : { traceparent: row.traceparent, tracestate: row.tracestate }
   }
@@ -239,7 +248,9 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
         unique.map(e => e.deliveryId),
         unique.map(e => sourceIdFor(e.eventType, e.body)),
         unique.map(e => e.trace!.traceparent),
-        unique.map(e => e.trace!.tracestate)
+        unique.map(e => e.trace!.tracestate),
+        unique.map(e => laneOf({ eventType: e.eventType, body: e.body, replayOf: null })),
+        LANES.recheck
       ]
     })
     const stored = new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))
@@ -348,15 +359,15 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
     async replay (id) {
       const result = await withTransaction(pool, async (client): Promise<ReplayResult> => {
         // Locked, so that two operators replaying at once make one copy.
-        const { rows } = await client.query('select state, replayed_as from inbox where id = $1 for update', [id])
+        const { rows } = await client.query('select state, replayed_as, event_type, body from inbox where id = $1 for update', [id])
         if (rows.length === 0) return { ok: false, reason: 'not_found' }
         if (rows[0].state === 'pending') return { ok: false, reason: 'pending' }
         if (rows[0].replayed_as !== null) return { ok: false, reason: 'replayed', replayedAs: Number(rows[0].replayed_as) }
         // A replay is a new run, started by an operator: a trace of its own (the original's has ended).
         const inserted = await client.query<{ id: string }>(
-          `insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, replay_of, traceparent)
-           select event_type, queue_key, org_id, account_number, body, delivery_id, $2, source_id, id, $3 from inbox where id = $1
-           returning id`, [id, `replay:${id}:${randomUUID()}`, newTraceContext().traceparent])
+          `insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, replay_of, traceparent, lane)
+           select event_type, queue_key, org_id, account_number, body, delivery_id, $2, source_id, id, $3, $4 from inbox where id = $1
+           returning id`, [id, `replay:${id}:${randomUUID()}`, newTraceContext().traceparent, laneOf({ eventType: rows[0].event_type, body: rows[0].body, replayOf: id })])
         const copy = Number(inserted.rows[0].id)
         await client.query('update inbox set replayed_as = $2 where id = $1', [id, copy])
         return { ok: true, id: copy }

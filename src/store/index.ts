@@ -9,6 +9,7 @@ import { createOutbox, type Outbox } from './outbox.js'
 import { recordOutcome, type EventEnd, type Outcome } from './outcomes.js'
 import { createReconcileStore, type ReconcileStore } from './reconcile.js'
 import { createRegistrations, type Registrations } from './registrations.js'
+import { createReplicas, type Replicas } from './replicas.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
 import { createStats, type StoreStats } from './stats.js'
 import { createTasks, type TaskRecord, type Tasks } from './tasks.js'
@@ -40,6 +41,8 @@ export interface Store {
     /** The ids a bulk replay of this filter replays, oldest first: the dry run and the real run ask the same. */
     select: (filter: DeadLetterFilter, limit: number) => Promise<number[]>
   }
+  /** The live replicas, by their heartbeats: what the upstream rate budgets are shared by. */
+  replicas: Replicas
   /** This replica's per-source leases, as `owner`. */
   leases: (owner: string, leaseMs: number) => Leases
   /** Registration, status and the event's end, in one lease-checked transaction. */
@@ -65,10 +68,11 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
       list: async (filter, includeReplayed, limit, offset) => await listDeadLetters(pool, filter, includeReplayed, limit, offset),
       select: async (filter, limit) => await selectDeadLetters(pool, filter, limit)
     },
+    replicas: createReplicas(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
     recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
     prune: async days => await pruneOlderThan(pool, days)
   }
 }
 
-export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Inbox, Leases, Outbox, ReconcileStore, Registrations, StoreStats, TaskRecord, Tasks }
+export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats, TaskRecord, Tasks }

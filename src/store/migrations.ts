@@ -168,6 +168,17 @@ export const migrations: string[] = [
   );
   create index status_outbox_by_application on status_outbox (application_id, id);
   `,
+  // Lanes (src/events/lanes.ts): stored at insert, read by the scheduler to choose which source runs
+  // next. Rows pending at the upgrade keep the default, the customer lane: they were queued first.
+  // Replicas: each live replica's heartbeat, so that the upstream rate budgets are shared among them.
+  `
+  alter table inbox add column lane smallint not null default 0;
+  create index inbox_pending_keys on inbox (queue_key, org_id, lane, id) where state = 'pending';
+  create table replicas (
+    owner text primary key,
+    seen_at timestamptz not null default now()
+  );
+  `,
   // Every attempt of every event, for operators and the source's history: when, how long, what it led
   // to, which upstream call failed and with what (HTTP status, AWS error code), on which replica.
   // Written by the statement that records the attempt's retry or outcome (no extra round trip).

@@ -42,6 +42,14 @@ export class FakeSts extends FakeHttpServer {
   /** Share of calls answered with Throttling, drawn per call (unlike throttleNext, it never piles up). */
   throttleRate = 0
   private keySeq = 0
+  /**
+   * AssumeRole calls per second the account allows, like AWS's token bucket (refilled at this rate,
+   * holding at most one second's worth); calls past it answer Throttling. Unset: no limit.
+   */
+  assumeRoleLimit: number | undefined
+  /** AssumeRole calls answered Throttling by that limit. */
+  limited = 0
+  private bucket = { tokens: 0, at: 0 }
 
   constructor (opts: FakeHttpOptions = {}) {
     super(opts)
@@ -69,9 +77,25 @@ export class FakeSts extends FakeHttpServer {
       this.throttleRemaining = Math.max(0, this.throttleRemaining - 1)
       return xml(400, TEMPLATES.throttling)
     }
+    if (params.Action === 'AssumeRole' && this.overLimit()) {
+      this.limited++
+      return xml(400, TEMPLATES.throttling)
+    }
     if (params.Action === 'AssumeRole') return this.assumeRole(params)
     if (params.Action === 'GetCallerIdentity') return this.callerIdentity(accessKeyIdOf(req.headers.authorization))
     return stsError(400, 'InvalidAction', `Could not find operation ${params.Action ?? ''}`)
+  }
+
+  private overLimit (): boolean {
+    const limit = this.assumeRoleLimit
+    if (limit === undefined) return false
+    const now = Date.now()
+    const b = this.bucket
+    b.tokens = b.at === 0 ? limit : Math.min(limit, b.tokens + (now - b.at) * limit / 1000)
+    b.at = now
+    if (b.tokens < 1) return true
+    b.tokens--
+    return false
   }
 
   private assumeRole (params: Record<string, string>): FakeReply {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { recordEnvSecrets, serverLogPath } from './secrets.js'
-import { eventually, ORG, PSK, TEST_SHEDDING } from './stack.js'
+import { eventually, ORG, PSK, TEST_RATES, TEST_SHEDDING } from './stack.js'
 
 /** The server as its own process, the way `npm start` runs it (here through tap's TypeScript loader). */
 export interface ServerProcess { child: ChildProcess, output: () => string, exited: Promise<number | null> }
@@ -12,7 +12,7 @@ export const withHooks = (...args: string[]): string[] => ['test/helpers/server-
 /** `entry`: the script and its arguments; `withHooks(...)` for a server with fault hooks. */
 export function startServer (env: Record<string, string>, entry: string[] = ['src/server.ts']): ServerProcess {
   const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', ...entry], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...TEST_SHEDDING, ...env },
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...TEST_SHEDDING, ...TEST_RATES, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   recordEnvSecrets(env)

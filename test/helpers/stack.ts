@@ -29,6 +29,8 @@ export const ACCOUNT = '1234567'
  * be stored. Load shedding itself is tested through MAX_BACKLOG and the heap threshold.
  */
 export const TEST_SHEDDING = { MAX_EVENT_LOOP_DELAY_MS: '10000' }
+/** Upstream rate budgets too high to bind: only the tests of the budgets themselves set real ones. */
+export const TEST_RATES = { STS_MAX_RPS: '100000', RHSM_MAX_RPS: '100000', SOURCES_MAX_RPS: '100000' }
 recordSecrets([PSK, process.env.AWS_SECRET_ACCESS_KEY, ...Object.values(identities.base64 as Record<string, string>)])
 
 /** PostgreSQL refuses port 0, so ask the kernel for a free one first. */
@@ -87,6 +89,7 @@ export async function startStack (t: Teardown, opts: StackOptions = {}): Promise
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
     ...TEST_SHEDDING,
+    ...TEST_RATES,
     DATA_DIR: dataDir,
     EMBEDDED_PG_PORT: String(pgPort),
     SOURCES_API_URL: sources.url,
@@ -195,7 +198,7 @@ export async function startBareApp (t: Teardown, env: Record<string, string> = {
   recordEnvSecrets(env)
   const logFile = serverLogPath()
   const app = await buildApp({
-    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...TEST_SHEDDING, ...env }),
+    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', ...TEST_SHEDDING, ...TEST_RATES, ...env }),
     logStream: new Writable({
       write (chunk, _encoding, done) {
         logs?.push(chunk.toString())

@@ -17,6 +17,7 @@ import { kafkaStatusSink } from '../../status/kafka-sink.js'
 import { createStatusRelay, type StatusSink } from '../../status/relay.js'
 import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
+import { createRateBudgets, gatedDispatcher, type RateBudgets } from '../../upstream/rate-budget.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -28,14 +29,50 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Shares the upstream budgets among the live replicas: each says it is alive every third of the time
+ * after which the others count it dead (at most 2 s, at most a third of LEASE_MS). The embedded
+ * store is one replica's alone.
+ */
+function replicaHeartbeat (app: FastifyInstance, owner: string, budgets: RateBudgets): { start: () => Promise<void>, stop: () => Promise<void> } {
+  const everyMs = Math.min(2000, Math.floor(app.config.LEASE_MS / 3))
+  let timer: NodeJS.Timeout | undefined
+  let live = 1
+  async function beat (): Promise<void> {
+    const now = await app.store.replicas.heartbeat(owner, everyMs * 3)
+    if (now !== live) app.log.info({ replicas: now }, 'replicas sharing the upstream rate budgets changed')
+    live = now
+    budgets.share(live)
+  }
+  return {
+    async start () {
+      if (app.store.embedded) return
+      await beat().catch((err: Error) => app.log.warn({ err }, 'replica heartbeat failed'))
+      timer = setInterval(() => {
+        beat().catch(async (err: Error) => {
+          if (await app.store.health.checkDown() !== true) app.log.warn({ err }, 'replica heartbeat failed')
+        })
+      }, everyMs).unref()
+    },
+    async stop () {
+      clearInterval(timer)
+      if (!app.store.embedded) await app.store.replicas.leave(owner).catch(() => {})
+    }
+  }
+}
+
 /** Wires upstream clients, handlers, the per-source scheduler and the status relay. */
 async function pipeline (app: FastifyInstance): Promise<void> {
   const { config } = app
   const timeoutMs = config.UPSTREAM_TIMEOUT_MS
   const attempts = config.UPSTREAM_CALL_ATTEMPTS
   const observe = app.metrics.upstreamCall
+  // Totals across replicas; each replica paces its calls at its share (src/upstream/rate-budget.ts).
+  const budgets = createRateBudgets({ sts: config.STS_MAX_RPS, rhsm: config.RHSM_MAX_RPS, sources: config.SOURCES_MAX_RPS }, (upstream, rate) => {
+    app.log.warn({ target: upstream, rps: Math.round(rate * 100) / 100 }, 'upstream throttled our calls; this replica slows down, then speeds up again gradually')
+  })
   // Needs only AWS credentials: the account is known even while other upstreams are not configured.
-  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe })
+  const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe, rate: budgets.gates.sts })
   app.decorate('ownAwsAccount', sts.ownAccountId)
   app.addHook('onClose', async () => { sts.close() })
   const missing = missingUpstreamSettings(config)
@@ -55,8 +92,8 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       ca: config.RHSM_CA ? readFileSync(config.RHSM_CA) : undefined
     }
   })
-  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: sourcesAgent, timeoutMs, attempts, observe })
-  const liveRhsm = createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: rhsmAgent, timeoutMs, attempts, observe })
+  const sources = createSourcesClient({ baseUrl: config.SOURCES_API_URL!, psk: config.SOURCES_PSK!, dispatcher: gatedDispatcher(sourcesAgent, budgets.gates.sources), timeoutMs, attempts, observe })
+  const liveRhsm = createRhsmClient({ baseUrl: config.RHSM_API_URL!, dispatcher: gatedDispatcher(rhsmAgent, budgets.gates.rhsm), timeoutMs, attempts, observe })
   const rhsm = config.RHSM_MODE === 'dry-run' ? dryRunRhsm(app.log, liveRhsm) : liveRhsm
   app.decorate('upstreams', { sources, rhsm })
 
@@ -77,6 +114,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
   })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
+  const heartbeat = replicaHeartbeat(app, leases.owner, budgets)
   let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   let record = app.store.recordOutcome
   if (app.tracing.enabled) {
@@ -109,6 +147,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
+    await heartbeat.start()
     scheduler.start()
     relay.start()
     const shadow = [
@@ -127,6 +166,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     await relay.stop(Math.max(0, deadline - Date.now()))
     // Whatever is still running past the grace fails its lease check and stays pending for another replica.
     await scheduler.releaseLeases().catch((err: Error) => app.log.warn({ err }, 'releasing leases failed; they expire on their own'))
+    await heartbeat.stop()
     await Promise.all([sourcesAgent.close(), rhsmAgent.close()])
   })
 }
