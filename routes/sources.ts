@@ -1,14 +1,15 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { missingUpstreamSettings } from '../src/config.js'
 import { describeEvent } from '../src/events/check.js'
 import { applicationOfKey } from '../src/events/keys.js'
+import { attemptBody } from '../src/http/attempts.js'
 import { pageOf } from '../src/http/pagination.js'
 import { queueKeysOf, viewSource, waitingFor, type SourceView } from '../src/http/source-view.js'
 import { sendProblem } from '../src/plugins/infrastructure/problem.js'
 import { REGISTRATION_STATES, type Registration } from '../src/store/registrations.js'
-import { Nullable, Page, PageQuery, ProblemRef, SourceParams } from '../src/schemas.js'
+import { Attempt, Nullable, Page, PageQuery, ProblemRef, SourceParams } from '../src/schemas.js'
 
 const PREFIX = '/api/cloudoreg/v1'
 
@@ -101,6 +102,9 @@ const EventEntry = Type.Object({
   })),
   role_session_name: Nullable(Type.String({
     description: 'STS RoleSessionName the event\'s verification assumed the customer\'s role under: the AssumeRole entry in their CloudTrail shows it'
+  })),
+  attempt_history: Type.Optional(Type.Array(Attempt, {
+    description: 'With `attempts=true`: every attempt of the event, in order (when, how long, which upstream call failed and how, which replica)'
   }))
 })
 
@@ -112,6 +116,10 @@ const StatusEntry = Type.Object({
   sent_at: Nullable(Type.String({ format: 'date-time' })),
   superseded: Type.Boolean({ description: 'A newer status was sent instead' })
 })
+
+const HistoryQuery = Type.Object({
+  attempts: Type.Boolean({ default: false, description: 'Include every attempt of each event (`attempt_history`)' })
+}, { additionalProperties: false })
 
 const SourceHistory = Type.Object({
   source_id: Type.String({ examples: ['7'] }),
@@ -176,108 +184,148 @@ function toBody (view: SourceView, orgId: string, missing: string[]): SourceStat
   return { ...base, waiting: waitingFor(view.pending, missing) }
 }
 
-/** The status API: what cloudoreg knows of each source, scoped to the caller's org. */
+/** Where a request's source lives: the caller's org (status API), or any org (operators). null: unknown. */
+type OrgOf = (request: FastifyRequest, sourceId: string) => Promise<string | null>
+
+interface SourceRoutes {
+  prefix: string
+  tag: string
+  security: Array<Record<string, string[]>>
+  orgOf: OrgOf
+  notFound: (request: FastifyRequest, sourceId: string) => Promise<string>
+}
+
+/** The status API: what cloudoreg knows of each source, scoped to the caller's org; and the same views for operators, in any org. */
 export default async function sources (fastify: FastifyInstance): Promise<void> {
   const { config } = fastify
-  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  app.addSchema(SourceStatus)
-  app.addHook('onRequest', app.auth.identity)
-  const security = [{ identity: [] }]
+  fastify.addSchema(SourceStatus)
+  const missing = (): string[] => fastify.scheduler === null ? missingUpstreamSettings(config) : []
 
-  app.get(`${PREFIX}/sources`, {
-    config: { keepsAnswering: true },
-    schema: {
-      tags: ['status'],
-      summary: 'Registration status of the sources of your org',
-      security,
-      querystring: ListQuery,
-      response: { 200: SourceList, 400: ProblemRef, 401: ProblemRef }
+  await fastify.register(async (fastify) => {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+    app.addHook('onRequest', app.auth.identity)
+    const security = [{ identity: [] }]
+
+    app.get(`${PREFIX}/sources`, {
+      config: { keepsAnswering: true },
+      schema: {
+        tags: ['status'],
+        summary: 'Registration status of the sources of your org',
+        security,
+        querystring: ListQuery,
+        response: { 200: SourceList, 400: ProblemRef, 401: ProblemRef }
+      }
+    }, async (request) => {
+      const { limit, offset, state } = request.query
+      const { count, data } = await app.store.registrations.list({ orgId: request.tenant.orgId, state, limit, offset })
+      return { ...pageOf(`${PREFIX}/sources`, count, limit, offset, { state }), data: data.map(r => ({ ...registrationBody(r), waiting: null })) }
+    })
+
+    /** Another org's source is indistinguishable from one that does not exist. */
+    async function notFound (request: FastifyRequest, sourceId: string): Promise<string> {
+      const orgId = request.tenant.orgId
+      const unknown = await app.store.inbox.pendingWithoutSource(orgId)
+      const hint = unknown === 0
+        ? ''
+        : `; ${unknown} event${unknown > 1 ? 's' : ''} of your org wait${unknown > 1 ? '' : 's'} whose source is not known yet ` +
+          `(${missing().length > 0 ? `upstreams not configured: ${missing().join(', ')}` : 'sources-api not read yet'})`
+      return `source ${sourceId} has no registration and no waiting event in your org${hint}`
     }
-  }, async (request) => {
-    const { limit, offset, state } = request.query
-    const { count, data } = await app.store.registrations.list({ orgId: request.tenant.orgId, state, limit, offset })
-    return { ...pageOf(`${PREFIX}/sources`, count, limit, offset, { state }), data: data.map(r => ({ ...registrationBody(r), waiting: null })) }
+    sourceRoutes(app, { prefix: PREFIX, tag: 'status', security, orgOf: async request => request.tenant.orgId, notFound })
   })
 
-  const missing = (): string[] => app.scheduler === null ? missingUpstreamSettings(config) : []
-  /** Another org's source is indistinguishable from one that does not exist. */
-  async function notFound (orgId: string, sourceId: string): Promise<string> {
-    const unknown = await app.store.inbox.pendingWithoutSource(orgId)
-    const hint = unknown === 0
-      ? ''
-      : `; ${unknown} event${unknown > 1 ? 's' : ''} of your org wait${unknown > 1 ? '' : 's'} whose source is not known yet ` +
-        `(${missing().length > 0 ? `upstreams not configured: ${missing().join(', ')}` : 'sources-api not read yet'})`
-    return `source ${sourceId} has no registration and no waiting event in your org${hint}`
+  // Operators (INTERNAL_TOKEN): the same views of a source, whatever its org (that of its registration).
+  await fastify.register(async (fastify) => {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+    app.addHook('onRequest', app.auth.internal)
+    sourceRoutes(app, {
+      prefix: '/internal/v1',
+      tag: 'operations',
+      security: [{ bearer: [] }],
+      orgOf: async (_, sourceId) => (await app.store.registrations.findBySourceInAnyOrg(sourceId))?.orgId ?? null,
+      notFound: async (_, sourceId) => `source ${sourceId} has no registration`
+    })
+  })
+
+  function sourceRoutes (fastify: FastifyInstance, o: SourceRoutes): void {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+    const keepsAnswering = o.tag === 'status'
+    app.get(`${o.prefix}/sources/:source_id`, {
+      config: { keepsAnswering },
+      schema: {
+        tags: [o.tag],
+        summary: o.tag === 'status' ? 'Registration status of one source' : 'Registration status of one source, in any org',
+        description: 'A source whose events are still waiting or running answers with `waiting` (and `state: pending` before its ' +
+          'first registration), saying what it waits for.',
+        security: o.security,
+        params: SourceParams,
+        response: { 200: Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }), 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
+      }
+    }, async (request, reply) => {
+      const { source_id: sourceId } = request.params
+      const orgId = await o.orgOf(request, sourceId)
+      const view = orgId === null ? null : await viewSource(app.store, orgId, sourceId)
+      if (view === null || orgId === null) return sendProblem(reply, 404, await o.notFound(request, sourceId))
+      return toBody(view, orgId, missing())
+    })
+
+    app.get(`${o.prefix}/sources/:source_id/history`, {
+      config: { keepsAnswering },
+      schema: {
+        tags: [o.tag],
+        summary: 'Timeline of one source: every event received, what was done, the statuses reported' + (o.tag === 'status' ? '' : ' (any org)'),
+        description: '`attempts=true` adds every attempt of each event (`attempt_history`).',
+        security: o.security,
+        params: SourceParams,
+        querystring: HistoryQuery,
+        response: { 200: SourceHistory, 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
+      }
+    }, async (request, reply) => {
+      const { source_id: sourceId } = request.params
+      const orgId = await o.orgOf(request, sourceId)
+      const view = orgId === null ? null : await viewSource(app.store, orgId, sourceId)
+      if (view === null || orgId === null) return sendProblem(reply, 404, await o.notFound(request, sourceId))
+      const applicationId = view.registration?.applicationId ?? null
+      const [events, statuses, audit] = await Promise.all([
+        app.store.inbox.eventsOf(orgId, sourceId, queueKeysOf(sourceId, view.registration), HISTORY_LIMIT),
+        applicationId === null ? [] : app.store.outbox.statusesOf(orgId, applicationId, HISTORY_LIMIT),
+        applicationId === null ? [] : app.store.registrations.auditOf(orgId, applicationId, HISTORY_LIMIT)
+      ])
+      // Only events this org may see are asked for: the attempts follow the events' own scoping.
+      const attempts = request.query.attempts ? await app.store.attemptsOf(events.map(e => e.id)) : null
+      const timeline: Array<Static<typeof EventEntry> | Static<typeof StatusEntry>> = [
+        ...events.map(e => ({
+          kind: 'event' as const,
+          at: e.receivedAt.toISOString(),
+          event_id: e.id,
+          event_type: e.eventType,
+          description: describeEvent(e),
+          state: e.state,
+          outcome: e.outcome,
+          attempts: e.attempts,
+          last_error: e.lastError,
+          finished_at: e.finishedAt?.toISOString() ?? null,
+          trace_id: e.traceId,
+          role_session_name: e.roleSessionName,
+          ...(attempts === null ? {} : { attempt_history: (attempts.get(e.id) ?? []).map(attemptBody) })
+        })),
+        ...statuses.map(s => ({
+          kind: 'status' as const,
+          at: s.createdAt.toISOString(),
+          status: s.status,
+          error: s.error,
+          sent_at: s.sentAt?.toISOString() ?? null,
+          superseded: s.superseded
+        }))
+      ]
+      // ISO strings sort as times; on a tie the event comes before the status it caused.
+      timeline.sort((a, b) => a.at < b.at ? -1 : a.at > b.at ? 1 : a.kind === b.kind ? 0 : a.kind === 'event' ? -1 : 1)
+      return {
+        source_id: sourceId,
+        application_id: applicationId,
+        timeline,
+        audit: audit.map(a => ({ at: a.at.toISOString(), action: a.action, event_id: a.eventId, detail: a.detail }))
+      }
+    })
   }
-
-  app.get(`${PREFIX}/sources/:source_id`, {
-    config: { keepsAnswering: true },
-    schema: {
-      tags: ['status'],
-      summary: 'Registration status of one source',
-      description: 'A source whose events are still waiting or running answers with `waiting` (and `state: pending` before its ' +
-        'first registration), saying what it waits for.',
-      security,
-      params: SourceParams,
-      response: { 200: Type.Unsafe<SourceStatusBody>({ $ref: 'SourceStatus#' }), 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
-    }
-  }, async (request, reply) => {
-    const { source_id: sourceId } = request.params
-    const view = await viewSource(app.store, request.tenant.orgId, sourceId)
-    if (view === null) return sendProblem(reply, 404, await notFound(request.tenant.orgId, sourceId))
-    return toBody(view, request.tenant.orgId, missing())
-  })
-
-  app.get(`${PREFIX}/sources/:source_id/history`, {
-    config: { keepsAnswering: true },
-    schema: {
-      tags: ['status'],
-      summary: 'Timeline of one source: every event received, what was done, the statuses reported',
-      security,
-      params: SourceParams,
-      response: { 200: SourceHistory, 400: ProblemRef, 401: ProblemRef, 404: ProblemRef }
-    }
-  }, async (request, reply) => {
-    const { source_id: sourceId } = request.params
-    const view = await viewSource(app.store, request.tenant.orgId, sourceId)
-    if (view === null) return sendProblem(reply, 404, await notFound(request.tenant.orgId, sourceId))
-    const applicationId = view.registration?.applicationId ?? null
-    const [events, statuses, audit] = await Promise.all([
-      app.store.inbox.eventsOf(request.tenant.orgId, sourceId, queueKeysOf(sourceId, view.registration), HISTORY_LIMIT),
-      applicationId === null ? [] : app.store.outbox.statusesOf(request.tenant.orgId, applicationId, HISTORY_LIMIT),
-      applicationId === null ? [] : app.store.registrations.auditOf(request.tenant.orgId, applicationId, HISTORY_LIMIT)
-    ])
-    const timeline: Array<Static<typeof EventEntry> | Static<typeof StatusEntry>> = [
-      ...events.map(e => ({
-        kind: 'event' as const,
-        at: e.receivedAt.toISOString(),
-        event_id: e.id,
-        event_type: e.eventType,
-        description: describeEvent(e),
-        state: e.state,
-        outcome: e.outcome,
-        attempts: e.attempts,
-        last_error: e.lastError,
-        finished_at: e.finishedAt?.toISOString() ?? null,
-        trace_id: e.traceId,
-        role_session_name: e.roleSessionName
-      })),
-      ...statuses.map(s => ({
-        kind: 'status' as const,
-        at: s.createdAt.toISOString(),
-        status: s.status,
-        error: s.error,
-        sent_at: s.sentAt?.toISOString() ?? null,
-        superseded: s.superseded
-      }))
-    ]
-    // ISO strings sort as times; on a tie the event comes before the status it caused.
-    timeline.sort((a, b) => a.at < b.at ? -1 : a.at > b.at ? 1 : a.kind === b.kind ? 0 : a.kind === 'event' ? -1 : 1)
-    return {
-      source_id: sourceId,
-      application_id: applicationId,
-      timeline,
-      audit: audit.map(a => ({ at: a.at.toISOString(), action: a.action, event_id: a.eventId, detail: a.detail }))
-    }
-  })
 }

@@ -31,6 +31,7 @@ import operator from '../routes/operator.js'
 import reconcileRoutes from '../routes/reconcile.js'
 import sources from '../routes/sources.js'
 import sysconfig from '../routes/sysconfig.js'
+import tasks from '../routes/tasks.js'
 
 // src/app.ts runs from the source tree in tests and from dist/src/app.js in production.
 function packageVersion (): string {
@@ -121,6 +122,7 @@ export async function buildApp ({ config, logStream, hooks, spanProcessors }: Ap
   await app.register(sysconfig)
   await app.register(availability)
   await app.register(operator)
+  await app.register(tasks)
   await app.register(reconcileRoutes)
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   return app

@@ -36,7 +36,7 @@ export function typeLabel (type: string): string {
 }
 
 /** One registry per app instance, so that tests can run several apps in one process. */
-export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'parked'>): Metrics {
+export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'parked' | 'deadLetters' | 'leases'>): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const received = new Counter({ name: 'cloudoreg_events_received_total', help: 'Events stored in the inbox, by type', labelNames: ['type'], registers: [registry] })
@@ -48,17 +48,22 @@ export function createMetrics (stats: Pick<StoreStats, 'inbox' | 'outbox' | 'par
   const queued = new Gauge({ name: 'cloudoreg_queue_events', help: 'Events loaded into per-source queues and not yet ended', registers: [registry] })
   const queues = new Gauge({ name: 'cloudoreg_queue_sources', help: 'Per-source queues alive', registers: [registry] })
 
+  const fromStats = <T, K extends keyof T>(name: string, help: string, stats: () => Promise<T>, field: K): void => {
+    new Gauge({ name, help, registers: [registry], async collect () { this.set(Number((await stats())[field])) } }) // eslint-disable-line no-new
+  }
   const inboxStats = stats.inbox
   const outboxStats = stats.outbox
   const parkedStats = stats.parked
-  const fromStats = (name: string, help: string, stats: () => Promise<{ n: number, age: number }>, field: 'n' | 'age'): void => {
-    new Gauge({ name, help, registers: [registry], async collect () { this.set((await stats())[field]) } }) // eslint-disable-line no-new
-  }
   fromStats('cloudoreg_inbox_pending', 'Events in the inbox not yet ended', inboxStats, 'n')
   fromStats('cloudoreg_inbox_oldest_pending_age_seconds', 'Age of the oldest event not yet ended', inboxStats, 'age')
   fromStats('cloudoreg_outbox_unsent', 'Status messages not yet sent', outboxStats, 'n')
   fromStats('cloudoreg_outbox_oldest_unsent_age_seconds', 'Age of the oldest status message not yet sent', outboxStats, 'age')
   fromStats('cloudoreg_outbox_parked', 'Status messages parked as undeliverable, waiting for an operator', parkedStats, 'n')
+  // What an SRE is paged on (deploy/prometheusrule.yaml): work due that nobody takes, dead letters, replicas holding leases.
+  fromStats('cloudoreg_inbox_oldest_due_age_seconds', 'How long the longest-due pending event has waited for an attempt (0: none due); retries waiting for their backoff do not count', inboxStats, 'due')
+  fromStats('cloudoreg_dead_letters', 'Dead letters (events that ran out of attempts) not replayed yet', stats.deadLetters, 'n')
+  fromStats('cloudoreg_leases', 'Per-source leases held by any replica (live)', stats.leases, 'n')
+  fromStats('cloudoreg_lease_holders', 'Replicas holding at least one live lease, as the database says (every replica reports the same value)', stats.leases, 'holders')
 
   // The gates are built by the pipeline, after the metrics; read at each scrape.
   let gateStats: () => GateStats[] = () => []

@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 
 /**
  * Schemas that more than one route uses: at once validation, TypeScript types and OpenAPI.
@@ -40,3 +40,21 @@ export function Page<T extends TSchema> (item: T, description: string) {
     data: Type.Array(item)
   }, { description })
 }
+
+/** One attempt of an event, as the history and the operator routes show it. */
+export const Attempt = Type.Object({
+  attempt: Type.Integer({ description: '1 for the first', examples: [3] }),
+  started_at: Type.String({ format: 'date-time' }),
+  finished_at: Type.String({ format: 'date-time' }),
+  duration_ms: Type.Integer({ examples: [812] }),
+  result: Type.String({ description: 'retry: it failed and the event was retried later · done: it ended the event · dead: it failed and the event gave up (a dead letter)', examples: ['retry'] }),
+  upstream: Nullable(Type.String({ description: 'The upstream whose call failed: sources, sts, rhsm, kafka', examples: ['sts'] })),
+  step: Nullable(Type.String({ description: 'The step of the check that was running or failed', examples: ['AssumeRole'] })),
+  http_status: Nullable(Type.Integer({ examples: [503] })),
+  error_code: Nullable(Type.String({ description: 'What the upstream answered: an AWS error code, `HTTP <status>`, or a network error code', examples: ['Throttling'] })),
+  outcome_code: Nullable(Type.String({ description: 'The error code cloudoreg reported for the event, when this attempt decided one', examples: ['CG3002'] })),
+  error: Nullable(Type.String({ description: 'The error, in cloudoreg\'s words (never a secret)', examples: ['sts: AssumeRole failed: Throttling'] })),
+  replica: Type.String({ description: 'The replica that ran it (its lease owner id: host/pid/random)' })
+})
+
+export type AttemptBody = Static<typeof Attempt>

@@ -26,14 +26,18 @@ t.test('the served OpenAPI document is the committed openapi/openapi.json (npm r
     '/internal/api/cloudigrade/v1/availability_status',
     '/internal/api/cloudoreg/v1/availability_status',
     '/internal/v1/dead-letters',
+    '/internal/v1/dead-letters/replay',
     '/internal/v1/events',
     '/internal/v1/events/{id}',
     '/internal/v1/events/{id}/replay',
     '/internal/v1/reconcile',
     '/internal/v1/reconcile/{id}',
+    '/internal/v1/sources/{source_id}',
+    '/internal/v1/sources/{source_id}/history',
     '/internal/v1/sources/{source_id}/reverify',
     '/internal/v1/status-messages/parked',
     '/internal/v1/status-messages/{id}/retry',
+    '/internal/v1/tasks/{id}',
     '/internal/v1/tombstones/{application_id}',
     '/readyz'
   ])

@@ -15,6 +15,8 @@ import { isRetryable, UpstreamError } from '../upstream/errors.js'
 import { traceIdOf } from '../tracing/context.js'
 import { correlationOf } from '../tracing/correlation.js'
 import type { LeaseKeeper } from './lease-keeper.js'
+import type { AttemptWrite } from '../store/attempts.js'
+import { decidedBy, failureOf, stepOf } from './attempts.js'
 
 export interface EventContext {
   event: InboxEvent
@@ -103,8 +105,8 @@ export function createRunner (o: RunnerOptions): Runner {
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, o.stopping)
 
-  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null, log: Logger): Promise<void> {
-    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, sourceId, trace: event.trace }
+  async function end (event: LeasableEvent, attempts: number, state: EventEnd['state'], outcome: Outcome, startedAt: number, sourceId: string | null, log: Logger, attempt: AttemptWrite): Promise<void> {
+    const write = { eventId: event.id, orgId: event.orgId, accountNumber: event.accountNumber, attempts, state, leaseKey: event.leaseKey, leaseOwner: o.keeper.owner, sourceId, trace: event.trace, attempt }
     // The upstream work is done; losing its record to a database hiccup would redo it, so insist.
     for (let failures = 1; ; failures++) {
       try {
@@ -148,7 +150,7 @@ export function createRunner (o: RunnerOptions): Runner {
     /** The gate this event last waited at: the store is told once per gate, not per probe. */
     let parkedAt: string | undefined
 
-    /** Waits at a gate without spending the attempt that failed there; false when shutdown came first. */
+    /** Waits at a gate without spending the attempt that failed there (nor recording it); false when shutdown came first. */
     async function park (gate: Gate, err: Error): Promise<boolean> {
       attempts--
       if (parkedAt !== gate.key) {
@@ -175,9 +177,11 @@ export function createRunner (o: RunnerOptions): Runner {
         attempts++
         const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
         type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
+        let attemptStarted = new Date()
         const result = await slots.add(async (): Promise<Attempt | undefined> => {
           // Queued for a slot when shutdown began: leave the event pending for the next start.
           if (o.stopping.aborted) return undefined
+          attemptStarted = new Date()
           try {
             return { outcome: await handler.handle(ctx) }
           } catch (err) {
@@ -188,11 +192,12 @@ export function createRunner (o: RunnerOptions): Runner {
         release?.()
         release = undefined
         if (result === undefined) return
+        const ran = { attempt: attempts, startedAt: attemptStarted, durationMs: Date.now() - attemptStarted.getTime(), replica: o.keeper.owner }
         // What the attempt learnt (the source id) goes on every later line about the event.
         log = ctx.log
         sourceId = ctx.sourceId
         if (result.outcome !== undefined) {
-          await end(event, attempts, 'done', result.outcome, startedAt, sourceId, log)
+          await end(event, attempts, 'done', result.outcome, startedAt, sourceId, log, { ...ran, result: 'done', ...decidedBy(result.outcome) })
           return
         }
         const err = result.err
@@ -212,16 +217,19 @@ export function createRunner (o: RunnerOptions): Runner {
           log.error({ target: err.target, status: err.status }, 'an upstream refused cloudoreg\'s own credentials; fix the configuration')
         }
         const message = err.message.slice(0, 1000)
+        const failure = failureOf(err, stepOf(ctx.memo), message)
         // Our own misconfiguration is never the customer's failure: it waits for an operator, however long.
         if (!misconfigured && (!isRetryable(err) || attempts >= o.retry.maxAttempts)) {
           log.warn({ attempts, error: message }, 'giving up on event')
-          await end(event, attempts, 'dead', await handler.exhausted(ctx, message), startedAt, sourceId, log)
+          const outcome = await handler.exhausted(ctx, message)
+          await end(event, attempts, 'dead', outcome, startedAt, sourceId, log,
+            { ...ran, result: 'dead', ...failure, outcomeCode: outcome.registration?.lastErrorCode ?? null })
           return
         }
         wakeAt = Date.now() + backoffDelay(o.retry.backoff, Math.max(1, attempts))
         log.info({ attempts, error: message, retryInMs: wakeAt - Date.now() }, 'event attempt failed; will retry')
         // Only the restart schedule is lost if this write fails: the in-memory retry goes on.
-        await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId)
+        await o.inbox.scheduleRetry(event.id, attempts, new Date(wakeAt), message, sourceId, { ...ran, result: 'retry', ...failure })
           .catch((e: Error) => log.error({ err: e }, 'storing the retry time failed'))
       }
     } finally {

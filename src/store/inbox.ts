@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { IncomingEvent } from '../events/event.js'
 import { withTransaction } from './transaction.js'
+import { attemptValues, insertAttempt, type AttemptWrite } from './attempts.js'
 import { APP_KEY_PREFIX, SOURCE_KEY_PREFIX, sourceIdFor } from '../events/keys.js'
 import { newTraceContext, traceIdOf, type TraceContext } from '../tracing/context.js'
 import { LANES, laneOf, type Lane } from '../events/lanes.js'
@@ -115,13 +116,6 @@ export interface EventRecord {
   roleSessionName: string | null
 }
 
-export interface DeadLetterQuery {
-  limit: number
-  offset: number
-  /** Also list dead letters that were replayed already. */
-  includeReplayed: boolean
-}
-
 export type ReplayResult =
   | { ok: true, id: number }
   | { ok: false, reason: 'not_found' }
@@ -140,15 +134,14 @@ export interface Inbox {
   append: (events: IncomingEvent[]) => Promise<AppendResult>
   /** Called after each commit that stored new events. */
   onAppend: (listener: () => void) => void
-  /** Also records the event's source once an attempt learnt it. */
-  scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string, sourceId: string | null) => Promise<void>
+  /** Also records the event's source once an attempt learnt it, and the failed attempt (same statement). */
+  scheduleRetry: (id: number, attempts: number, nextAttemptAt: Date, error: string, sourceId: string | null, attempt?: AttemptWrite) => Promise<void>
   /** Whether an event of this type and org is pending on the queue (availability checks are coalesced). */
   hasPending: (orgId: string, queueKey: string, eventType: string) => Promise<boolean>
   /** The newest stored event of each of these dedupe keys: what a redelivery was a copy of. */
   idsOfDeliveries: (dedupeKeys: string[]) => Promise<Map<string, number>>
   /** Ends events no handler acts on; every other end goes through recordOutcome. */
   markIgnored: (ids: number[], outcome: string) => Promise<void>
-  deadLetters: (q: DeadLetterQuery) => Promise<{ count: number, data: EventRecord[] }>
   /** One event, in any org: for operators. */
   get: (id: number) => Promise<EventRecord | null>
   /** The events of an org's source (named, learnt, or on one of these queue keys), and those refused on its registrations, oldest first. */
@@ -169,11 +162,11 @@ const SOURCE_OF = `coalesce(i.source_id,
   case when i.queue_key like '${SOURCE_KEY_PREFIX}%' then substr(i.queue_key, ${SOURCE_KEY_PREFIX.length + 1}) end,
   (select r.source_id from registrations r
    where i.queue_key like '${APP_KEY_PREFIX}%' and r.application_id = substr(i.queue_key, ${APP_KEY_PREFIX.length + 1})))`
-const RECORD_COLUMNS = `i.id, i.event_type, i.org_id, i.queue_key, i.delivery_id, i.state, i.outcome, i.attempts, i.last_error,
+export const RECORD_COLUMNS = `i.id, i.event_type, i.org_id, i.queue_key, i.delivery_id, i.state, i.outcome, i.attempts, i.last_error,
   i.next_attempt_at, i.received_at, i.finished_at, i.replay_of, i.replayed_as, i.body, ${SOURCE_OF} as source_of,
   i.traceparent, i.role_session_name`
 
-function toRecord (r: Record<string, any>): EventRecord {
+export function toRecord (r: Record<string, any>): EventRecord {
   return {
     id: Number(r.id),
     eventType: r.event_type,
@@ -325,20 +318,17 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
     onAppend (listener) {
       listeners.push(listener)
     },
-    async scheduleRetry (id, attempts, nextAttemptAt, error, sourceId) {
-      await pool.query('update inbox set attempts = $2, next_attempt_at = $3, last_error = $4, source_id = coalesce(source_id, $5) where id = $1',
-        [id, attempts, nextAttemptAt, error, sourceId])
+    async scheduleRetry (id, attempts, nextAttemptAt, error, sourceId, attempt) {
+      const update = 'update inbox set attempts = $2, next_attempt_at = $3, last_error = $4, source_id = coalesce(source_id, $5) where id = $1'
+      const values = [id, attempts, nextAttemptAt, error, sourceId]
+      // The attempt rides on the retry's own statement: no round trip of its own.
+      if (attempt === undefined) await pool.query(update, values)
+      else await pool.query(`with attempt as (${insertAttempt(6, '$1::bigint')}) ${update}`, [...values, ...attemptValues(attempt)])
     },
     async idsOfDeliveries (dedupeKeys) {
       const { rows } = await pool.query<{ dedupe_key: string, id: string }>(
         'select dedupe_key, max(id) as id from inbox where dedupe_key = any($1::text[]) group by dedupe_key', [dedupeKeys])
       return new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))
-    },
-    async deadLetters ({ limit, offset, includeReplayed }) {
-      const where = includeReplayed ? "i.state = 'dead'" : "i.state = 'dead' and i.replayed_as is null"
-      const count = await pool.query<{ n: number }>(`select count(*)::int as n from inbox i where ${where}`)
-      const { rows } = await pool.query(`select ${RECORD_COLUMNS} from inbox i where ${where} order by i.id limit $1 offset $2`, [limit, offset])
-      return { count: count.rows[0].n, data: rows.map(toRecord) }
     },
     async get (id) {
       const { rows } = await pool.query(`select ${RECORD_COLUMNS} from inbox i where i.id = $1`, [id])

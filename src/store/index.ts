@@ -1,4 +1,6 @@
 import type pg from 'pg'
+import { attemptsOf, type AttemptRecord } from './attempts.js'
+import { listDeadLetters, selectDeadLetters, type DeadLetter, type DeadLetterFilter } from './dead-letters.js'
 import type { Database } from './db.js'
 import type { DatabaseHealth } from './health.js'
 import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
@@ -10,6 +12,7 @@ import { createRegistrations, type Registrations } from './registrations.js'
 import { createReplicas, type Replicas } from './replicas.js'
 import { pruneOlderThan, type Pruned } from './retention.js'
 import { createStats, type StoreStats } from './stats.js'
+import { createTasks, type TaskRecord, type Tasks } from './tasks.js'
 
 /**
  * The store's front door: every table and column name lives behind it, in src/store/.
@@ -28,6 +31,16 @@ export interface Store {
   /** Reconciliation runs, their drift, and what a sweep reads. */
   reconcile: ReconcileStore
   stats: StoreStats
+  /** Operators' background tasks (bulk replays). */
+  tasks: Tasks
+  /** Every recorded attempt of these events, grouped by event, in order. */
+  attemptsOf: (eventIds: number[]) => Promise<Map<number, AttemptRecord[]>>
+  deadLetters: {
+    /** A page of the dead letters a filter selects, with the upstream and error of each one's last attempt. */
+    list: (filter: DeadLetterFilter, includeReplayed: boolean, limit: number, offset: number) => Promise<{ count: number, data: DeadLetter[] }>
+    /** The ids a bulk replay of this filter replays, oldest first: the dry run and the real run ask the same. */
+    select: (filter: DeadLetterFilter, limit: number) => Promise<number[]>
+  }
   /** The live replicas, by their heartbeats: what the upstream rate budgets are shared by. */
   replicas: Replicas
   /** This replica's per-source leases, as `owner`. */
@@ -49,6 +62,12 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
     registrations: createRegistrations(pool),
     reconcile: createReconcileStore(pool),
     stats: createStats(pool),
+    tasks: createTasks(pool),
+    attemptsOf: async ids => await attemptsOf(pool, ids),
+    deadLetters: {
+      list: async (filter, includeReplayed, limit, offset) => await listDeadLetters(pool, filter, includeReplayed, limit, offset),
+      select: async (filter, limit) => await selectDeadLetters(pool, filter, limit)
+    },
     replicas: createReplicas(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
     recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
@@ -56,4 +75,4 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
   }
 }
 
-export type { DatabaseHealth, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats }
+export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats, TaskRecord, Tasks }

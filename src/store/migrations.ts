@@ -178,5 +178,45 @@ export const migrations: string[] = [
     owner text primary key,
     seen_at timestamptz not null default now()
   );
+  `,
+  // Every attempt of every event, for operators and the source's history: when, how long, what it led
+  // to, which upstream call failed and with what (HTTP status, AWS error code), on which replica.
+  // Written by the statement that records the attempt's retry or outcome (no extra round trip).
+  // Background tasks of operators (bulk replays), so that any replica answers for their progress.
+  `
+  create table event_attempts (
+    id bigserial primary key,
+    event_id bigint not null,
+    attempt integer not null,
+    started_at timestamptz not null,
+    finished_at timestamptz not null default now(),
+    duration_ms integer not null,
+    result text not null check (result in ('retry', 'done', 'dead')),
+    upstream text,
+    step text,
+    http_status integer,
+    error_code text,
+    outcome_code text,
+    error text,
+    replica text not null
+  );
+  create index event_attempts_by_event on event_attempts (event_id, attempt);
+  create index event_attempts_by_time on event_attempts (finished_at);
+  create table operator_tasks (
+    id bigserial primary key,
+    kind text not null,
+    state text not null default 'running' check (state in ('running', 'done', 'failed')),
+    params jsonb not null,
+    event_ids bigint[] not null,
+    copy_ids bigint[] not null default '{}',
+    matched integer not null,
+    replayed integer not null default 0,
+    skipped integer not null default 0,
+    error text,
+    owner text,
+    heartbeat_at timestamptz not null default now(),
+    created_at timestamptz not null default now(),
+    finished_at timestamptz
+  );
   `
 ]

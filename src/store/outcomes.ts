@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import type { TraceContext } from '../tracing/context.js'
+import { attemptValues, insertAttempt, type AttemptWrite } from './attempts.js'
 import type { StatusWrite } from './outbox.js'
 import type { AuditWrite, RegistrationWrite, Tombstone } from './registrations.js'
 
@@ -30,6 +31,8 @@ export interface EventEnd {
   sourceId: string | null
   /** Stored with the status, so that its message continues the event's trace. */
   trace: TraceContext
+  /** The attempt that ended it, recorded by the same statement. */
+  attempt?: AttemptWrite
 }
 
 /** The event's key is leased to another replica now, or the event already ended there: nothing was written. */
@@ -84,6 +87,10 @@ const AUDIT = (p: number): string => `audit as (
   select $${p}::text, $${p + 1}::text, $${p + 2}::text, ended.id, $${p + 3}::text, $${p + 4}::text from ended
 )`
 
+const ATTEMPT = (p: number): string => `attempt as (
+  ${insertAttempt(p, 'ended.id', 'from ended')}
+)`
+
 /** The statement for one combination of parts, and its parameters; named per combination so each is planned once per connection. */
 function statement (end: EventEnd, outcome: Outcome): pg.QueryConfig {
   const values: unknown[] = [end.leaseKey, end.leaseOwner, end.eventId, end.state, outcome.note, end.attempts,
@@ -115,6 +122,11 @@ function statement (end: EventEnd, outcome: Outcome): pg.QueryConfig {
     values.push(a.orgId, a.applicationId, a.sourceId, a.action, a.detail)
     name += '-audit'
   }
+  if (end.attempt) {
+    parts.push(ATTEMPT(values.length + 1))
+    values.push(...attemptValues(end.attempt))
+    name += '-attempt'
+  }
   return {
     name,
     text: `with ${parts.join(', ')}
@@ -123,7 +135,7 @@ select exists (select 1 from lease) as leased, exists (select 1 from ended) as e
   }
 }
 
-/** Registration, status outbox row, tombstone, audit line and the inbox row's end commit together (one statement) or not at all. */
+/** Registration, status outbox row, tombstone, audit line, the attempt and the inbox row's end commit together (one statement) or not at all. */
 export async function recordOutcome (pool: pg.Pool, end: EventEnd, outcome: Outcome): Promise<void> {
   const { rows: [row] } = await pool.query<{ leased: boolean, ended: boolean }>(statement(end, outcome))
   if (!row.leased) throw new LeaseLostError(`the lease on ${end.leaseKey} is no longer held by this replica`)

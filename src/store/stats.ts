@@ -7,12 +7,16 @@ export interface StoreStats {
   ping: (timeoutMs: number) => Promise<void>
   /** Whether more than `limit` events are pending (counts no further than limit + 1). */
   backlogOver: (limit: number) => Promise<boolean>
-  /** Pending events and the age of the oldest, in seconds. */
-  inbox: () => Promise<CountAndAge>
+  /** Pending events, the age of the oldest, and how long the longest-due one has been due (nobody took it), in seconds. */
+  inbox: () => Promise<CountAndAge & { due: number }>
   /** Unsent status messages and the age of the oldest, in seconds. */
   outbox: () => Promise<CountAndAge>
   /** Status messages parked as undeliverable, and the age of the oldest parking. */
   parked: () => Promise<CountAndAge>
+  /** Dead letters not replayed, and the age of the newest, in seconds. */
+  deadLetters: () => Promise<CountAndAge>
+  /** Live leases, and the replicas holding them. */
+  leases: () => Promise<{ n: number, holders: number }>
 }
 
 /** Resolves when the database answers a trivial query within `timeoutMs`; throws otherwise. */
@@ -30,20 +34,24 @@ export function createStats (pool: pg.Pool): StoreStats {
       return rows[0].n > limit
     },
     // prom-client collects gauges concurrently: a count and its age share one query per scrape.
-    inbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age
+    inbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(received_at)), 0) as age,
+                                coalesce(extract(epoch from now() - min(next_attempt_at) filter (where next_attempt_at <= now())), 0) as due
                               from inbox where state = 'pending'`),
     outbox: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(created_at)), 0) as age
                                from status_outbox where sent_at is null and not superseded and parked_at is null`),
     parked: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - min(parked_at)), 0) as age
-                               from status_outbox where parked_at is not null and sent_at is null and not superseded`)
+                               from status_outbox where parked_at is not null and sent_at is null and not superseded`),
+    deadLetters: sharedQuery(pool, `select count(*) as n, coalesce(extract(epoch from now() - max(finished_at)), 0) as age
+                                    from inbox where state = 'dead' and replayed_as is null`),
+    leases: sharedQuery(pool, 'select count(*) as n, count(distinct owner) as holders from source_leases where expires_at > now()')
   }
 }
 
-function sharedQuery (pool: pg.Pool, sql: string): () => Promise<CountAndAge> {
-  let inFlight: Promise<CountAndAge> | undefined
+function sharedQuery<T> (pool: pg.Pool, sql: string): () => Promise<T> {
+  let inFlight: Promise<T> | undefined
   return () => {
     inFlight ??= pool.query(sql)
-      .then(({ rows }) => ({ n: Number(rows[0].n), age: Number(rows[0].age) }))
+      .then(({ rows }) => Object.fromEntries(Object.entries(rows[0]).map(([k, v]) => [k, Number(v)])) as T)
       .finally(() => { setImmediate(() => { inFlight = undefined }) })
     return inFlight
   }

@@ -76,3 +76,23 @@ export async function pushUntilAcknowledged (urlOf: (attempt: number) => string,
     await new Promise(resolve => setTimeout(resolve, pauseMs))
   }
 }
+
+export interface CliRun { code: number | null, stdout: string, stderr: string }
+
+/**
+ * Runs the operator CLI as its own process: `bin` runs the real executable (bin/cloudoreg.mjs, which
+ * compiles dist/ first when a source changed), else its TypeScript entry through tap's loader.
+ */
+export async function runCli (args: string[], env: Record<string, string>, how: 'source' | 'bin' = 'source'): Promise<CliRun> {
+  const entry = how === 'bin' ? ['bin/cloudoreg.mjs'] : ['--import', '@tapjs/typescript/import', 'src/cli/cloudoreg.ts']
+  const child = spawn(process.execPath, [...entry, ...args], {
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', CLOUDOREG_URL: '', CLOUDOREG_TOKEN: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise<number | null>(resolve => child.on('close', resolve))
+  return { code, stdout, stderr }
+}

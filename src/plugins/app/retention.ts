@@ -11,7 +11,7 @@ async function retention (app: FastifyInstance): Promise<void> {
   const run = async (): Promise<void> => {
     try {
       const pruned = await app.store.prune(config.RETENTION_DAYS)
-      if (pruned.events + pruned.statuses + pruned.deliveryKeys + pruned.reconcileRuns > 0) app.log.info({ pruned, retentionDays: config.RETENTION_DAYS }, 'pruned old history')
+      if (Object.values(pruned).some(n => n > 0)) app.log.info({ pruned, retentionDays: config.RETENTION_DAYS }, 'pruned old history')
     } catch (err) {
       app.log.warn({ err }, 'pruning old history failed; will try again')
     }

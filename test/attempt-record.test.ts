@@ -1,0 +1,28 @@
+import t from 'tap'
+import { decidedBy, failureOf, stepOf } from '../src/pipeline/attempts.js'
+import { UpstreamError } from '../src/upstream/errors.js'
+
+// What an attempt record says of a failure, in the terms operators filter dead letters on.
+t.test('a thrown failure: the upstream, its HTTP status or AWS error code', async t => {
+  const of = (err: Error): ReturnType<typeof failureOf> => failureOf(err, 'RHSM', err.message)
+  t.match(of(new UpstreamError('rhsm', 'transient', 'answered 503', 503)), { upstream: 'rhsm', step: 'RHSM', httpStatus: 503, errorCode: 'HTTP 503', error: 'rhsm: answered 503' })
+  t.match(of(new UpstreamError('sts', 'transient', 'AssumeRole failed: Throttling', 400)), { upstream: 'sts', httpStatus: 400, errorCode: 'Throttling' })
+  t.match(of(new UpstreamError('sts', 'transient', 'GetCallerIdentity returned no account')), { upstream: 'sts', httpStatus: null, errorCode: null })
+  t.match(of(new UpstreamError('sts', 'transient', 'strange', 502)), { errorCode: 'HTTP 502' }, 'an STS failure without a code: its status')
+  t.match(of(new UpstreamError('sources', 'transient', 'GET failed: ECONNREFUSED')), { upstream: 'sources', httpStatus: null, errorCode: 'ECONNREFUSED' })
+  t.match(of(new Error('connection terminated unexpectedly')), { upstream: null, httpStatus: null, errorCode: null, error: 'connection terminated unexpectedly' }, 'not an upstream\'s')
+  t.equal(stepOf({ step: 'AssumeRole' }), 'AssumeRole')
+  t.equal(stepOf({}), null)
+})
+
+t.test('an outcome: the error code reported, and the upstream answer behind it', async t => {
+  const registration = (failedStep: string | null, upstreamCode: string | null, lastErrorCode: string | null): any =>
+    ({ note: 'x', registration: { failedStep, upstreamCode, lastErrorCode, lastErrorMessage: lastErrorCode === null ? null : 'words' } })
+  t.match(decidedBy({ note: 'registered' }), { upstream: null, errorCode: null, outcomeCode: null })
+  t.match(decidedBy(registration(null, null, null)), { upstream: null, outcomeCode: null })
+  t.match(decidedBy(registration('AssumeRole', 'AccessDenied', 'CG3002')), { upstream: 'sts', step: 'AssumeRole', httpStatus: null, errorCode: 'AccessDenied', outcomeCode: 'CG3002', error: 'words' })
+  t.match(decidedBy(registration('RHSM', 'HTTP 400: already verified', 'CR4000')), { upstream: 'rhsm', httpStatus: 400, errorCode: 'HTTP 400', outcomeCode: 'CR4000' })
+  t.match(decidedBy(registration('read application', 'HTTP 404', 'CG2000')), { upstream: 'sources', httpStatus: 404, errorCode: 'HTTP 404' })
+  t.match(decidedBy(registration('duplicates', null, 'CR4001')), { upstream: null, step: 'duplicates', errorCode: null, outcomeCode: 'CR4001' })
+  t.match(decidedBy(registration(null, null, 'CG1004')), { upstream: null, step: null, outcomeCode: 'CG1004' })
+})
