@@ -4,14 +4,6 @@ import { parse } from 'yaml'
 import type { FastifyInstance } from 'fastify'
 import { startBareApp } from './helpers/stack.js'
 
-/**
- * Metrics that alerts and panels name and that the branch of the circuit breakers exports. Remove each name from here once its branch is merged: from then on
- * it is checked against /metrics like every other.
- */
-const PROVIDED_BY_OTHER_BRANCHES = new Set<string>([])
-/** The rule group that may name them. */
-const PENDING_GROUP = 'cloudoreg-breakers-and-drift'
-
 const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
 const METRIC = /\b(?:cloudoreg|process|nodejs)_[A-Za-z0-9_]+\b/g
 const metricsIn = (expr: string): string[] => [...new Set(expr.match(METRIC) ?? [])]
@@ -32,17 +24,10 @@ async function exported (app: FastifyInstance): Promise<Set<string>> {
 t.test('every metric the alerts and the dashboard name is one that cloudoreg\'s /metrics exports', async t => {
   const names = await exported(await startBareApp(t))
   t.ok(names.has('cloudoreg_inbox_pending') && names.has('process_resident_memory_bytes'), 'the live names were read')
-  const check = (where: string, expr: string, pendingAllowed: boolean): void => {
+  const check = (where: string, expr: string): void => {
     const used = metricsIn(expr)
     t.ok(used.length > 0, `${where} names a metric`)
-    for (const name of used) {
-      if (PROVIDED_BY_OTHER_BRANCHES.has(name)) {
-        t.ok(pendingAllowed, `${where}: ${name} is only named where it is known to come from another branch`)
-        if (names.has(name)) t.comment(`${name} is exported now: remove it from PROVIDED_BY_OTHER_BRANCHES`)
-      } else {
-        t.ok(names.has(name), `${where}: ${name} is exported`)
-      }
-    }
+    for (const name of used) t.ok(names.has(name), `${where}: ${name} is exported`)
   }
 
   const rule = parse(read('deploy/prometheusrule.yaml'))
@@ -52,7 +37,7 @@ t.test('every metric the alerts and the dashboard name is one that cloudoreg\'s 
     for (const r of group.rules) {
       t.match(r, { alert: /^Cloudoreg[A-Za-z]+$/, expr: String, labels: { severity: /^(warning|critical)$/ }, annotations: { summary: String } }, r.alert)
       if (r.for !== undefined) t.match(r.for, /^\d+[smh]$/, `${r.alert}: for`)
-      check(`alert ${r.alert}`, r.expr, group.name === PENDING_GROUP)
+      check(`alert ${r.alert}`, r.expr)
       alerts.set(r.alert, r.expr)
     }
   }
@@ -72,7 +57,7 @@ t.test('every metric the alerts and the dashboard name is one that cloudoreg\'s 
   t.ok(panels.length >= 15, 'panels')
   for (const p of panels) {
     t.ok(p.targets.length > 0, `panel ${p.title} has queries`)
-    for (const target of p.targets) check(`panel ${p.title}`, target.expr, true)
+    for (const target of p.targets) check(`panel ${p.title}`, target.expr)
   }
-  for (const v of dashboard.templating.list.filter((v: any) => v.type === 'query')) check(`variable ${v.name}`, v.definition, false)
+  for (const v of dashboard.templating.list.filter((v: any) => v.type === 'query')) check(`variable ${v.name}`, v.definition)
 })
