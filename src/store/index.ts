@@ -3,6 +3,7 @@ import { attemptsOf, type AttemptRecord } from './attempts.js'
 import { listDeadLetters, selectDeadLetters, type DeadLetter, type DeadLetterFilter } from './dead-letters.js'
 import type { Database } from './db.js'
 import type { DatabaseHealth } from './health.js'
+import { createHolds, type Holds } from './holds.js'
 import { createInbox, type Inbox, type InboxLimits } from './inbox.js'
 import { createLeases, type Leases } from './leases.js'
 import { createOutbox, type Outbox } from './outbox.js'
@@ -41,6 +42,8 @@ export interface Store {
     /** The ids a bulk replay of this filter replays, oldest first: the dry run and the real run ask the same. */
     select: (filter: DeadLetterFilter, limit: number) => Promise<number[]>
   }
+  /** Upstreams' holds (Retry-After), told to and heard from the other replicas through PostgreSQL notifications. */
+  holds: Holds
   /** The live replicas, by their heartbeats: what the upstream rate budgets are shared by. */
   replicas: Replicas
   /** This replica's per-source leases, as `owner`. */
@@ -68,6 +71,7 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
       list: async (filter, includeReplayed, limit, offset) => await listDeadLetters(pool, filter, includeReplayed, limit, offset),
       select: async (filter, limit) => await selectDeadLetters(pool, filter, limit)
     },
+    holds: createHolds(pool),
     replicas: createReplicas(pool),
     leases: (owner, leaseMs) => createLeases(pool, owner, leaseMs),
     recordOutcome: async (end, outcome) => { await recordOutcome(pool, end, outcome) },
@@ -75,4 +79,4 @@ export function createStore (db: Pick<Database, 'pool' | 'embedded'>, health: Da
   }
 }
 
-export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats, TaskRecord, Tasks }
+export type { AttemptRecord, DatabaseHealth, DeadLetter, DeadLetterFilter, Holds, Inbox, Leases, Outbox, ReconcileStore, Registrations, Replicas, StoreStats, TaskRecord, Tasks }

@@ -49,6 +49,8 @@ export interface Gate {
    * `signal` aborts. The caller calls the release once its attempt has ended.
    */
   park: (signal: AbortSignal) => Promise<Release | undefined>
+  /** Another replica's hold (already validated): no call until `until` (epoch ms), capped like our own; not published again. */
+  holdUntil: (until: number) => void
   stats: () => GateStats
   close: () => void
 }
@@ -60,6 +62,8 @@ export interface GateOptions {
   /** Whether a failed call says the upstream is down (5xx, no answer): only those count. */
   isOutage: (err: Error) => boolean
   log: Logger
+  /** Hears each hold this gate takes from an upstream's answer (epoch ms), to share it with the other replicas. */
+  onHold?: (until: number) => void
 }
 
 const PARKED = 'waiting for upstream '
@@ -159,12 +163,16 @@ export function createGate (o: GateOptions): Gate {
     return err
   }
 
-  function hold (ms: number): void {
-    const until = Date.now() + Math.min(ms, s.maxHoldMs)
-    if (until <= holdUntil) return
-    if (Date.now() >= holdUntil) log.warn({ target: o.key, waitMs: until - Date.now() }, `upstream ${o.key} asked us to wait: no calls to it until ${new Date(until).toISOString()}`)
+  /** Whether this extends the hold (a shorter or equal one, an echo of our own included, changes nothing). */
+  function hold (until: number, from: string): boolean {
+    const now = Date.now()
+    until = Math.min(until, now + s.maxHoldMs)
+    // Written so that NaN (a hostile header or payload) extends nothing.
+    if (!(until > holdUntil && until > now)) return false
+    if (now >= holdUntil) log.warn({ target: o.key, waitMs: until - now }, `upstream ${o.key} asked ${from} to wait: no calls to it until ${new Date(until).toISOString()}`)
     holdUntil = until
     wakeAt(until)
+    return true
   }
 
   return {
@@ -176,7 +184,7 @@ export function createGate (o: GateOptions): Gate {
       } catch (err) {
         if (err instanceof BrokenCircuitError) throw refusal(`${o.key} circuit open`, false)
         if (err instanceof UpstreamError) {
-          if (err.retryAfterMs !== undefined) hold(err.retryAfterMs)
+          if (err.retryAfterMs !== undefined && hold(Date.now() + err.retryAfterMs, 'us')) o.onHold?.(holdUntil)
           if (err.kind === 'transient') err.gate = o.key
         }
         throw err
@@ -201,6 +209,7 @@ export function createGate (o: GateOptions): Gate {
         pump()
       })
     },
+    holdUntil (until) { hold(until, 'another replica') },
     stats () {
       const state: BreakerState = policy.state === CircuitState.Closed ? 'closed' : policy.state === CircuitState.HalfOpen ? 'half-open' : 'open'
       const open = openMsTotal + (openSince === null ? 0 : Date.now() - openSince)

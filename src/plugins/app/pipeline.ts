@@ -80,14 +80,23 @@ async function pipeline (app: FastifyInstance): Promise<void> {
   }
   // 5xx and no answer count against an upstream; answers about one source (404, 400, AccessDenied) never do.
   const httpOutage = (err: Error): boolean => err instanceof UpstreamError && err.kind === 'transient' && err.status !== 429
+  // A hold an upstream asked of one replica is every replica's (no echo: a heard hold is not told again).
+  const share = (key: string) => (until: number): void => {
+    app.store.holds.publish(key, until).catch((err: Error) => app.log.warn({ target: key, error: err.message }, 'could not tell the other replicas of an upstream hold'))
+  }
   const gates = new Map<string, Gate>([
-    ['sources', createGate({ key: 'sources', target: 'sources', settings: breaker, isOutage: httpOutage, log: app.log })],
-    ['rhsm', createGate({ key: 'rhsm', target: 'rhsm', settings: breaker, isOutage: httpOutage, log: app.log })],
-    [`sts:${config.AWS_REGION}`, createGate({ key: `sts:${config.AWS_REGION}`, target: 'sts', settings: breaker, isOutage: isStsOutage, log: app.log })]
+    ['sources', createGate({ key: 'sources', target: 'sources', settings: breaker, isOutage: httpOutage, log: app.log, onHold: share('sources') })],
+    ['rhsm', createGate({ key: 'rhsm', target: 'rhsm', settings: breaker, isOutage: httpOutage, log: app.log, onHold: share('rhsm') })],
+    [`sts:${config.AWS_REGION}`, createGate({ key: `sts:${config.AWS_REGION}`, target: 'sts', settings: breaker, isOutage: isStsOutage, log: app.log, onHold: share(`sts:${config.AWS_REGION}`) })]
   ])
   app.decorate('upstreamGates', gates)
   app.metrics.watchGates(() => [...gates.values()].map(g => g.stats()))
-  app.addHook('onClose', async () => { for (const g of gates.values()) g.close() })
+  // Targets this replica has no gate for are ignored; the gate caps the hold at RETRY_AFTER_MAX_SECONDS.
+  const heard = app.store.holds.listen((target, until) => gates.get(target)?.holdUntil(until), app.log)
+  app.addHook('onClose', async () => {
+    await heard.close()
+    for (const g of gates.values()) g.close()
+  })
   // Totals across replicas; each replica paces its calls at its share (src/upstream/rate-budget.ts).
   const budgets = createRateBudgets({ sts: config.STS_MAX_RPS, rhsm: config.RHSM_MAX_RPS, sources: config.SOURCES_MAX_RPS }, (upstream, rate) => {
     app.log.warn({ target: upstream, rps: Math.round(rate * 100) / 100 }, 'upstream throttled our calls; this replica slows down, then speeds up again gradually')
