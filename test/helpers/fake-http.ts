@@ -12,7 +12,11 @@ export interface RecordedRequest {
   headers: Record<string, string>;
   body: unknown;
   rawBody: string;
+  /** When it arrived (it started before). */
   at: number;
+  /** When and how it was answered (unset while unanswered, or if the caller went away). */
+  answeredAt?: number;
+  status?: number;
 }
 
 export interface FakeReply {
@@ -55,6 +59,9 @@ export abstract class FakeHttpServer {
   /** While set, every request fails this way (an outage), until set back to null. */
   outage: FaultKind | null = null
 
+  /** Requests whose answers wait while `pause()`d, oldest first. */
+  private readonly held: Array<{ rec: RecordedRequest, answer: (reply?: FakeReply) => void }> = []
+  private paused = false
   private readonly forced: FaultKind[] = []
   private readonly replies: FakeReply[] = []
   private readonly random: () => number
@@ -80,6 +87,29 @@ export abstract class FakeHttpServer {
   /** Answers the next request with this reply (say a 429 with Retry-After), whatever it asked. */
   replyNext (reply: FakeReply): void {
     this.replies.push(reply)
+  }
+
+  /** From now on, answers wait (requests are still recorded on arrival) until `resume()` or `answerHeld`. */
+  pause (): void {
+    this.paused = true
+  }
+
+  /** Requests whose answers are waiting. */
+  heldRequests (): RecordedRequest[] {
+    return this.held.map(h => h.rec)
+  }
+
+  /** Answers the oldest waiting request with `reply` at once; the others keep waiting. */
+  answerHeld (reply: FakeReply): RecordedRequest | undefined {
+    const h = this.held.shift()
+    h?.answer(reply)
+    return h?.rec
+  }
+
+  /** Answers every waiting request as usual, and stops waiting. */
+  resume (): void {
+    this.paused = false
+    for (const h of this.held.splice(0)) h.answer()
   }
 
   async listen (): Promise<this> {
@@ -148,7 +178,11 @@ export abstract class FakeHttpServer {
     }
     // A hang answers normally afterwards, like a slow upstream that still applies the change.
     if (fault === 'hang' && !(await waitUnlessGone(this.hangMs, res))) return
-    const reply = canned ?? (fault === 503 || fault === 401 ? this.faultReply(fault) : await this.route(rec))
+    const instead = this.paused ? await new Promise<FakeReply | undefined>(resolve => this.held.push({ rec, answer: resolve })) : undefined
+    const reply = instead ?? canned ?? (fault === 503 || fault === 401 ? this.faultReply(fault) : await this.route(rec))
+    if (res.destroyed) return
+    rec.answeredAt = Date.now()
+    rec.status = reply.status
     send(res, reply)
   }
 }
