@@ -50,16 +50,23 @@ t.test('a heard hold is checked: other targets and malformed payloads are ignore
   const stack = await startStack(t, { env: { RETRY_AFTER_MAX_SECONDS: '1', LOG_LEVEL: 'info' } })
   const rhsm = stack.app.upstreamGates.get('rhsm')!
   const notify = async (payload: string): Promise<void> => { await stack.app.store.pool.query('select pg_notify($1, $2)', ['cloudoreg_upstream_hold', payload]) }
+  const heard = (key: string): string[] => stack.logs.filter(l => l.includes(`upstream ${key} asked another replica to wait`))
+  // The replica starts listening in the background: first a hold it hears, so that the rest is heard too.
+  await eventually(async () => {
+    await notify(`sources ${Date.now() + 300}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+    return heard('sources').length > 0 ? true : undefined
+  }, 20_000, 'the replica listening')
   const far = Date.now() + 3_600_000
   for (const p of ['nobody ' + String(far), 'rhsm soon', 'rhsm -1', `rhsm ${far} extra`, 'RHSM ' + String(far), 'rhsm 99999999999999999', '']) await notify(p)
   await notify(`rhsm ${Date.now() - 1000}`)
   // A marker after them: once it is heard, so were they (one connection delivers in order).
-  await notify(`sources ${far}`)
-  const heard = (key: string): string[] => stack.logs.filter(l => l.includes(`upstream ${key} asked another replica to wait`))
-  await eventually(() => heard('sources').length === 1 ? true : undefined, 10_000, 'the marker heard')
+  const sts = `sts:${stack.config.AWS_REGION}`
+  await notify(`${sts} ${far}`)
+  await eventually(() => heard(sts).length === 1 ? true : undefined, 20_000, 'the marker heard')
   t.equal(heard('rhsm').length, 0, 'nothing malformed, past or for another target held rhsm')
   t.notOk(rhsm.blocked())
-  const until = Date.parse(/until (\S+?)"/.exec(heard('sources')[0])![1])
+  const until = Date.parse(/until (\S+?)"/.exec(heard(sts)[0])![1])
   t.ok(until <= Date.now() + 1000, 'an hour asked is cut to RETRY_AFTER_MAX_SECONDS')
 
   // The listening connection dropped (a database restart, a proxy's idle cut): it is opened again.

@@ -16,9 +16,10 @@ export interface Holds {
   publish: (target: string, until: number) => Promise<void>
   /**
    * Hears the holds of every replica on one connection of its own, opened again (with a backoff) when it
-   * drops; holds published while it was down are not heard. Stops at `close`.
+   * drops; holds published while it was down are not heard. `started` settles once the first attempt
+   * to listen has (it never rejects). Stops at `close`.
    */
-  listen: (onHold: (target: string, until: number) => void, log: Logger) => { close: () => Promise<void> }
+  listen: (onHold: (target: string, until: number) => void, log: Logger) => { started: Promise<void>, close: () => Promise<void> }
 }
 
 /** What a notification says, if it says it in the expected form; anyone who can connect may NOTIFY. */
@@ -69,8 +70,8 @@ export function createHolds (pool: pg.Pool): Holds {
         }
       }
 
-      void connect()
       return {
+        started: connect(),
         async close () {
           closed = true
           clearTimeout(timer)

@@ -178,6 +178,8 @@ async function pipeline (app: FastifyInstance): Promise<void> {
       const cleared = await leases.clearAll()
       if (cleared > 0) app.log.warn({ leases: cleared }, 'cleared the leases of a previous run that did not shut down cleanly')
     }
+    // Ready only once it hears the other replicas' holds (or failed to, and keeps trying).
+    await heard.started
     await heartbeat.start()
     scheduler.start()
     relay.start()
