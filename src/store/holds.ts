@@ -58,7 +58,8 @@ export function createHolds (pool: pg.Pool): Holds {
         c.on('error', err => lost(c, err))
         c.on('end', () => lost(c))
         c.on('notification', msg => {
-          const hold = msg.channel === CHANNEL ? parseHold(msg.payload) : undefined
+          // This connection listens on one channel only.
+          const hold = parseHold(msg.payload)
           if (hold !== undefined) onHold(hold.target, hold.until)
         })
         try {
