@@ -8,7 +8,7 @@ import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { metricsOnOwnPort } from '../src/plugins/app/metrics.js'
-import { freePort } from './helpers/stack.js'
+import { freePort, TEST_SHEDDING } from './helpers/stack.js'
 
 interface Teardown { teardown: (fn: () => Promise<void> | void) => void }
 
@@ -16,7 +16,7 @@ interface Teardown { teardown: (fn: () => Promise<void> | void) => void }
 async function build (t: Teardown, env: Record<string, string>): Promise<FastifyInstance> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-metrics-port-'))
   const app = await buildApp({
-    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env }),
+    config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...TEST_SHEDDING, ...env }),
     logStream: new Writable({ write (_chunk, _encoding, done) { done() } })
   })
   t.teardown(async () => {

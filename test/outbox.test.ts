@@ -4,6 +4,7 @@ import { createSourcesClient } from '../src/sources/client.js'
 import { httpStatusSink } from '../src/status/sinks.js'
 import { withTransaction } from '../src/store/transaction.js'
 import { startFakeSources } from './helpers/fake-sources.js'
+import { LANES } from '../src/events/lanes.js'
 import { insertStatus, type StatusFailure, type StatusMessage } from '../src/store/outbox.js'
 import { eventually, ORG, PSK, pushNative, startBareApp, startStack } from './helpers/stack.js'
 
@@ -32,6 +33,28 @@ t.test('when several unsent rows exist for one application, only the latest is s
     { application_id: '43', superseded: false, sent: true },
     { application_id: '42', superseded: false, sent: true }
   ])
+})
+
+t.test('a customer\'s status is sent before a backlog of re-checks\' statuses; each application still gets only its latest', async t => {
+  const app = await startBareApp(t)
+  const { pool, outbox } = app.store
+  const client = await pool.connect()
+  try {
+    // A wave of re-checks' statuses first (one application twice), then a customer's, then a re-check of
+    // the customer's application that an older customer status of it must not overtake.
+    for (const id of ['1', '2', '3', '4', '1']) await insertStatus(client, { applicationId: id, status: 'unavailable', error: `recheck ${id}` }, ORG, null, null, LANES.recheck)
+    await insertStatus(client, { applicationId: '9', status: 'available', error: '' }, ORG, null)
+    await insertStatus(client, { applicationId: '8', status: 'unavailable', error: 'customer 8' }, ORG, null)
+    await insertStatus(client, { applicationId: '8', status: 'available', error: 'recheck 8' }, ORG, null, null, LANES.recheck)
+  } finally {
+    client.release()
+  }
+  const batches: string[][] = []
+  const relay = async (): Promise<number> => await outbox.relay(2, async batch => { batches.push(batch.map(m => `${m.applicationId}:${m.error}`)) })
+  t.equal(await relay(), 2)
+  t.same(batches[0], ['9:', '2:recheck 2'], 'the customer\'s status first, though written after the re-checks\'; 8\'s customer status is superseded by its later re-check')
+  while (await relay() > 0);
+  t.same(batches.flat(), ['9:', '2:recheck 2', '3:recheck 3', '4:recheck 4', '1:recheck 1', '8:recheck 8'], 'every application\'s latest, once, in lane then id order')
 })
 
 t.test('relays racing on one database send each row once, and each application\'s rows in order', async t => {

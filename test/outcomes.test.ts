@@ -1,5 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { checkEvent } from '../src/events/check.js'
+import { LANES } from '../src/events/lanes.js'
 import { type EventEnd, type Outcome } from '../src/store/outcomes.js'
 import { ORG, startBareApp } from './helpers/stack.js'
 
@@ -86,7 +88,7 @@ t.test('an outcome commits all its parts only while the lease is ours and the ev
   await app.store.recordOutcome(endOf(first), outcome)
   const after = await snapshot(app)
   t.match(after.registrations, [{ application_id: '42', state: 'removed', mapped: false, last_event_id: String(first), external_id: 'ext-1', checked_at: Date }], 'the registration is written')
-  t.match(after.status_outbox, [{ application_id: '42', status: 'unavailable', error: 'removed', org_id: ORG, ...TRACE }], 'the status row is written, with the event\'s trace')
+  t.match(after.status_outbox, [{ application_id: '42', status: 'unavailable', error: 'removed', org_id: ORG, ...TRACE, lane: LANES.customer }], 'the status row is written, with the event\'s trace and lane')
   t.match(after.destroyed_applications, [{ application_id: '42', source_id: '7' }], 'the tombstone is written')
   t.match(after.registration_audit, [{ application_id: '42', event_id: String(first), action: 'refused' }], 'the audit line is written')
   t.match(after.inbox, [{ id: String(first), state: 'done', outcome: 'destroyed', attempts: 1, source_id: '7', role_session_name: 'cloudoreg-s7-e1' }, { id: String(second), state: 'pending' }])
@@ -99,4 +101,12 @@ t.test('an outcome commits all its parts only while the lease is ours and the ev
   // Only the inbox row's end: the smallest statement.
   await app.store.recordOutcome(endOf(second), { note: 'nothing to do' })
   t.match((await snapshot(app)).inbox, [{ state: 'done' }, { state: 'done', outcome: 'nothing to do' }])
+})
+
+t.test('the status row takes its event\'s lane: a re-check\'s status is sent behind customers\'', async t => {
+  const app = await startBareApp(t)
+  const [recheck] = await app.store.inbox.append([checkEvent({ orgId: ORG, accountNumber: null }, '7', 'sources-api')])
+  await holdLease(app, ME)
+  await app.store.recordOutcome(endOf(recheck!), { note: 'checked', status: { applicationId: '42', status: 'available', error: '' } })
+  t.match((await snapshot(app)).status_outbox, [{ application_id: '42', status: 'available', lane: LANES.recheck }])
 })

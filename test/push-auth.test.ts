@@ -10,7 +10,7 @@ import { assertProductionReady, loadConfig, pushRouteServed } from '../src/confi
 import { normaliseKafkaRecord } from '../src/ingress/normalise.js'
 import { verifyWebhookSignature } from '../src/plugins/app/auth.js'
 import { readFixture } from './helpers/fixtures.js'
-import { createRecord, eventually, freePort, identities, ORG, startBareApp } from './helpers/stack.js'
+import { createRecord, eventually, freePort, identities, ORG, startBareApp, TEST_SHEDDING } from './helpers/stack.js'
 
 const signed = readFixture('events/app-auth-create.signed-standard-webhooks.json')
 const SECRET: string = signed.secret
@@ -201,7 +201,7 @@ t.test('an open push route warns once at start, unless PUSH_AUTH=none says it is
   for (const env of [{}, { PUSH_AUTH: 'none' }]) {
     const dataDir = mkdtempSync(join(tmpdir(), 'cloudoreg-push-'))
     const app = await buildApp({
-      config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), ...env }),
+      config: loadConfig({ DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), ...TEST_SHEDDING, ...env }),
       logStream: new Writable({ write (chunk, _e, done) { logs.push(chunk.toString()); done() } })
     })
     await app.ready()

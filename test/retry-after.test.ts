@@ -37,7 +37,9 @@ t.test('sources-api answers 503 with X-RateLimit-Delay, then with an HTTP-date R
   const asked = stack.sources.requests.length
   stack.sources.replyNext({ status: 503, headers: { 'retry-after': new Date(until).toUTCString() }, body: { errors: [{ status: '503', detail: 'maintenance' }] } })
   await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 42, authentication_id: 402 })
-  await eventually(() => stack.rhsm.mappings.size === 2 ? true : undefined, 30_000, 'the second source mapped')
+  // Mapped in RHSM comes before the event's outcome is recorded: wait for both.
+  await eventually(async () => stack.rhsm.mappings.size === 2 && (await inboxStates(stack)).every(e => e.state === 'done') ? true : undefined,
+    30_000, 'the second source mapped and its event done')
   const next = stack.sources.requests[asked + 1]
   t.ok(next.at >= until - 5, `the next sources-api request came ${next.at - until} ms after the date (5 ms allowed for clock rounding)`)
   t.same((await inboxStates(stack)).map(e => e.attempts), [1, 1], 'no attempt spent on either')

@@ -218,5 +218,13 @@ export const migrations: string[] = [
     created_at timestamptz not null default now(),
     finished_at timestamptz
   );
+  `,
+  // Statuses leave in lane order too (src/events/lanes.ts): a customer's status no longer waits behind a
+  // wave of re-checks' statuses. Rows unsent at the upgrade keep the default, the customer lane. The
+  // unsent index follows the relay's order (lane, id).
+  `
+  alter table status_outbox add column lane smallint not null default 0;
+  drop index status_outbox_unsent;
+  create index status_outbox_unsent on status_outbox (lane, id) where sent_at is null and not superseded and parked_at is null;
   `
 ]

@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { backoffDelay } from '../backoff.js'
+import { LANES, type Lane } from '../events/lanes.js'
 import type { TraceContext } from '../tracing/context.js'
 import { TRANSACTION_IDLE_LIMIT_MS, withTransaction } from './transaction.js'
 
@@ -47,10 +48,11 @@ export interface StatusWrite {
   error: string
 }
 
-export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null, trace: TraceContext | null = null): Promise<void> {
+/** A status row written outside an event's outcome; `lane` decides when the relay sends it (src/events/lanes.ts). */
+export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null, trace: TraceContext | null = null, lane: Lane = LANES.customer): Promise<void> {
   await db.query(
-    'insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate) values ($1, $2, $3, $4, $5, $6, $7)',
-    [s.applicationId, orgId, accountNumber, s.status, s.error, trace?.traceparent ?? null, trace?.tracestate ?? null])
+    'insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate, lane) values ($1, $2, $3, $4, $5, $6, $7, $8)',
+    [s.applicationId, orgId, accountNumber, s.status, s.error, trace?.traceparent ?? null, trace?.tracestate ?? null, lane])
 }
 
 export interface StatusRecord extends StatusWrite {
@@ -115,10 +117,15 @@ export function createOutbox (pool: pg.Pool): Outbox {
                and exists (select 1 from status_outbox n where n.application_id = o.application_id and n.id > o.id
                            and n.sent_at is null and not n.superseded)
              for update skip locked)`)
+        // By lane, then id: a customer's status passes a wave of re-checks'. Each application's order still
+        // holds, because at most one of its rows is ever sent at a time, its latest: the update above
+        // superseded its older unsent rows, the check below skips the application when any other unsent
+        // row of it is not in this batch (locked by another relay, due later, or written since), and of
+        // two rows of it in this batch only the later is sent.
         const { rows } = await client.query(
           `select id, application_id, org_id, account_number, status, error, attempts, traceparent, tracestate from status_outbox
            where sent_at is null and not superseded and parked_at is null and next_attempt_at <= now()
-           order by id limit $1 for update skip locked`, [limit])
+           order by lane, id limit $1 for update skip locked`, [limit])
         const mine = rows.map(r => r.id as string)
         // Rows locked by another relay still read as unsent: their applications wait for that relay's commit.
         const busy = await client.query<{ application_id: string }>(
@@ -126,12 +133,21 @@ export function createOutbox (pool: pg.Pool): Outbox {
            where sent_at is null and not superseded and parked_at is null and application_id = any($1::text[]) and not (id = any($2::bigint[]))`,
           [[...new Set(rows.map(r => r.application_id as string))], mine])
         const elsewhere = new Set(busy.rows.map(r => r.application_id))
-        const batch = rows.filter(r => !elsewhere.has(r.application_id)).map(toMessage)
+        // A row written after the update above can meet an older one of its application here (lane order
+        // could even put the older one last): only the later is sent, the older is superseded below.
+        const latest = new Map<string, number>()
+        for (const r of rows) latest.set(r.application_id, Math.max(Number(r.id), latest.get(r.application_id) ?? 0))
+        const ours = rows.filter(r => !elsewhere.has(r.application_id))
+        const older = ours.filter(r => latest.get(r.application_id) !== Number(r.id)).map(r => r.id as string)
+        const batch = ours.filter(r => latest.get(r.application_id) === Number(r.id)).map(toMessage)
         if (batch.length > 0) {
           // A third of the idle limit to start sends in, the rest for the last one to finish (its own timeouts).
           const failures = new Map((await send(batch, Date.now() + TRANSACTION_IDLE_LIMIT_MS / 3) ?? []).map(f => [f.id, f]))
           const failed = batch.filter(m => failures.has(m.id) && failures.get(m.id)!.deferred !== true)
-          await client.query('update status_outbox set sent_at = now() where id = any($1::bigint[])', [batch.filter(m => !failures.has(m.id)).map(m => m.id)])
+          // Every older row has its application's later one in the batch, so it is superseded here.
+          await client.query(
+            `update status_outbox set sent_at = case when id = any($1::bigint[]) then now() end, superseded = id = any($2::bigint[])
+             where id = any($1::bigint[]) or id = any($2::bigint[])`, [batch.filter(m => !failures.has(m.id)).map(m => m.id), older])
           if (failed.length > 0) {
             await client.query(
               `update status_outbox o set attempts = o.attempts + 1, last_error = f.error,

@@ -50,7 +50,7 @@ const LEASE = `lease as materialized (
   update inbox set state = $4, outcome = $5, attempts = $6, finished_at = now(), source_id = coalesce(source_id, $7::text),
     role_session_name = $8::text
   where id = $3 and state = 'pending' and exists (select 1 from lease)
-  returning id
+  returning id, lane
 )`
 
 const REGISTRATION = (p: number): string => `registration as (
@@ -71,9 +71,10 @@ const REGISTRATION = (p: number): string => `registration as (
     checked_at = coalesce(excluded.checked_at, registrations.checked_at)
 )`
 
+// The status takes the event's lane: the relay sends by lane, so a customer's status passes a wave of re-checks'.
 const STATUS = (p: number): string => `status as (
-  insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate)
-  select $${p}::text, $${p + 1}::text, $${p + 2}::text, $${p + 3}::text, $${p + 4}::text, $${p + 5}::text, $${p + 6}::text from ended
+  insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate, lane)
+  select $${p}::text, $${p + 1}::text, $${p + 2}::text, $${p + 3}::text, $${p + 4}::text, $${p + 5}::text, $${p + 6}::text, ended.lane from ended
 )`
 
 const TOMBSTONE = (p: number): string => `tombstone as (
