@@ -4,9 +4,17 @@ import { createSourcesClient } from '../src/sources/client.js'
 import { httpStatusSink } from '../src/status/sinks.js'
 import { withTransaction } from '../src/store/transaction.js'
 import { startFakeSources } from './helpers/fake-sources.js'
-import { LANES } from '../src/events/lanes.js'
-import { insertStatus, type StatusFailure, type StatusMessage } from '../src/store/outbox.js'
+import type pg from 'pg'
+import { LANES, type Lane } from '../src/events/lanes.js'
+import type { StatusFailure, StatusMessage, StatusWrite } from '../src/store/outbox.js'
 import { eventually, ORG, PSK, pushNative, startBareApp, startStack } from './helpers/stack.js'
+
+/** A status row as the outcome statement (src/store/outcomes.ts) writes it, which is the only writer in the service. */
+async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null, lane: Lane = LANES.customer): Promise<void> {
+  await db.query(
+    'insert into status_outbox (application_id, org_id, account_number, status, error, lane) values ($1, $2, $3, $4, $5, $6)',
+    [s.applicationId, orgId, accountNumber, s.status, s.error, lane])
+}
 
 t.test('when several unsent rows exist for one application, only the latest is sent, in id order', async t => {
   const app = await startBareApp(t)
@@ -42,10 +50,10 @@ t.test('a customer\'s status is sent before a backlog of re-checks\' statuses; e
   try {
     // A wave of re-checks' statuses first (one application twice), then a customer's, then a re-check of
     // the customer's application that an older customer status of it must not overtake.
-    for (const id of ['1', '2', '3', '4', '1']) await insertStatus(client, { applicationId: id, status: 'unavailable', error: `recheck ${id}` }, ORG, null, null, LANES.recheck)
+    for (const id of ['1', '2', '3', '4', '1']) await insertStatus(client, { applicationId: id, status: 'unavailable', error: `recheck ${id}` }, ORG, null, LANES.recheck)
     await insertStatus(client, { applicationId: '9', status: 'available', error: '' }, ORG, null)
     await insertStatus(client, { applicationId: '8', status: 'unavailable', error: 'customer 8' }, ORG, null)
-    await insertStatus(client, { applicationId: '8', status: 'available', error: 'recheck 8' }, ORG, null, null, LANES.recheck)
+    await insertStatus(client, { applicationId: '8', status: 'available', error: 'recheck 8' }, ORG, null, LANES.recheck)
   } finally {
     client.release()
   }

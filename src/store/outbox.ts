@@ -1,6 +1,5 @@
 import type pg from 'pg'
 import { backoffDelay } from '../backoff.js'
-import { LANES, type Lane } from '../events/lanes.js'
 import type { TraceContext } from '../tracing/context.js'
 import { TRANSACTION_IDLE_LIMIT_MS, withTransaction } from './transaction.js'
 
@@ -46,13 +45,6 @@ export interface StatusWrite {
   applicationId: string
   status: 'available' | 'unavailable'
   error: string
-}
-
-/** A status row written outside an event's outcome; `lane` decides when the relay sends it (src/events/lanes.ts). */
-export async function insertStatus (db: pg.ClientBase, s: StatusWrite, orgId: string, accountNumber: string | null, trace: TraceContext | null = null, lane: Lane = LANES.customer): Promise<void> {
-  await db.query(
-    'insert into status_outbox (application_id, org_id, account_number, status, error, traceparent, tracestate, lane) values ($1, $2, $3, $4, $5, $6, $7, $8)',
-    [s.applicationId, orgId, accountNumber, s.status, s.error, trace?.traceparent ?? null, trace?.tracestate ?? null, lane])
 }
 
 export interface StatusRecord extends StatusWrite {
