@@ -2,6 +2,7 @@ import t from 'tap'
 import { checkEvent } from '../src/events/check.js'
 import { CHECK_EVENT, RECONCILE_EVENT } from '../src/events/event.js'
 import { LANES, laneOf } from '../src/events/lanes.js'
+import { lowerLaneSlots } from '../src/pipeline/runner.js'
 import { eventually, identities, ORG, pushNative, startBareApp, startStack } from './helpers/stack.js'
 
 // Lanes: customer actions run before sources-api's re-checks, which run before operators' bulk work;
@@ -135,4 +136,49 @@ t.test('a create runs before a backlog of re-checks drains; orgs take turns; eac
   t.equal(order.length, 5)
   t.ok(order.every(r => r.in_order), 'the update never overtook the re-check queued before it on its source')
   t.comment(`big org pending when the create was registered: ${bigPendingAtCreate}/${BIG}; when the small orgs were done: ${bigPendingAtSmallDone}/${BIG}`)
+})
+
+t.test('re-checks hold at most three quarters of the slots: a create during a wave gets a free slot at once', async t => {
+  t.equal(lowerLaneSlots(64), 48)
+  t.equal(lowerLaneSlots(4), 3)
+  t.equal(lowerLaneSlots(2), 1)
+  t.equal(lowerLaneSlots(1), 1, 'one slot is shared: there is nothing to keep free')
+
+  // Held answers must not time out into retries, which would be requests of their own.
+  const stack = await startStack(t, { env: { CONCURRENCY: '4', CHECK_REUSE_SECONDS: '0', UPSTREAM_TIMEOUT_MS: '60000' } })
+  const { sources, app } = stack
+  // One create first, so that the application type is known: its lookup is shared by every attempt while in flight.
+  sources.addSource({ sourceId: '9003', applicationId: '9103', authenticationId: '9203', arn: ROLE(9003) })
+  await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 9103, authentication_id: 9203 })
+  await eventually(async () => {
+    const { rows } = await app.store.pool.query("select state from registrations where source_id = '9003'")
+    return rows[0]?.state === 'registered' ? true : undefined
+  }, 30_000, 'the first create')
+  // Every sources-api answer waits now: an attempt holds its slot until resumed.
+  sources.pause()
+  const wave = Array.from({ length: 12 }, (_, i) => {
+    const id = 5000 + i
+    sources.addSource({ sourceId: String(id), applicationId: String(id + 10_000), authenticationId: String(id + 20_000), arn: ROLE(id) })
+    return checkEvent({ orgId: ORG, accountNumber: null }, String(id), 'sources-api')
+  })
+  await app.store.inbox.append(wave)
+  let seen = 0
+  await eventually(async () => { seen = sources.heldRequests().length; return seen === 3 ? true : undefined }, 30_000, 'three re-checks waiting on sources-api').catch((err: Error) => { throw new Error(`${err.message} (held: ${seen}, requests: ${sources.requests.length})`) })
+
+  sources.addSource({ sourceId: '9002', applicationId: '9102', authenticationId: '9202', arn: ROLE(9002) })
+  t.equal((await pushNative(stack.url, 'ApplicationAuthentication.create', { application_id: 9102, authentication_id: 9202 },
+    { 'x-rh-sources-org-id': '3000002' })).status, 202)
+  // The create's first call reaches sources-api while the three re-checks still hold theirs.
+  await eventually(async () => sources.heldRequests().some(r => r.path.includes('9102')) ? true : undefined, 30_000, 'the create\'s call')
+  const held = sources.heldRequests()
+  t.equal(held.length, 4, 'three re-checks and the create: every slot in use, none by a fourth re-check')
+  t.equal(held.filter(r => !r.path.includes('9102')).length, 3)
+
+  sources.resume()
+  await eventually(async () => {
+    const { rows } = await app.store.pool.query("select count(*)::int as n from inbox where state = 'pending'")
+    return rows[0].n === 0 ? true : undefined
+  }, 60_000, 'the wave and the create')
+  const { rows } = await app.store.pool.query("select state from registrations where source_id = '9002'")
+  t.equal(rows[0]?.state, 'registered')
 })

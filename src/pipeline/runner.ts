@@ -96,12 +96,29 @@ function slotPriority (event: LeasableEvent): number {
   return LANES.bulk - event.keyLane
 }
 
+/**
+ * Slots the re-check and bulk lanes may hold at once: a quarter of them (none of one or two) stay free for
+ * customer actions, so that a create during a wave of re-checks neither waits for a slot nor shares the
+ * CPU with a full pool of them. (A busy process runs its attempts in turn: each takes as long as the
+ * number running.)
+ */
+export function lowerLaneSlots (concurrency: number): number {
+  return Math.max(1, concurrency - Math.ceil(concurrency / 4))
+}
+
 /** A database hiccup while recording an outcome: retried until it passes. */
 const RECORD_BACKOFF: Backoff = { firstMs: 500, maxMs: 30_000, jitter: 0.5 }
 
 /** Runs events' attempts in a global pool of slots; an event waiting for its retry holds no slot. */
 export function createRunner (o: RunnerOptions): Runner {
   const slots = new PQueue({ concurrency: o.concurrency })
+  // Lower-lane attempts pass here first: at most lowerLaneSlots of them compete for the slots.
+  const lower = new PQueue({ concurrency: lowerLaneSlots(o.concurrency) })
+  const inSlot = async <T>(event: LeasableEvent, task: () => Promise<T>): Promise<T> => {
+    const priority = slotPriority(event)
+    if (event.keyLane === LANES.customer) return await slots.add(task, { priority })
+    return await lower.add(async () => await slots.add(task, { priority }), { priority })
+  }
   // Every event waiting for its retry listens for the stop.
   setMaxListeners(0, o.stopping)
 
@@ -178,7 +195,7 @@ export function createRunner (o: RunnerOptions): Runner {
         const ctx: EventContext = { event, tenant, attempt: attempts, log, memo, sourceId }
         type Attempt = { outcome: Outcome, err?: undefined } | { outcome?: undefined, err: Error }
         let attemptStarted = new Date()
-        const result = await slots.add(async (): Promise<Attempt | undefined> => {
+        const result = await inSlot(event, async (): Promise<Attempt | undefined> => {
           // Queued for a slot when shutdown began: leave the event pending for the next start.
           if (o.stopping.aborted) return undefined
           attemptStarted = new Date()
@@ -187,7 +204,7 @@ export function createRunner (o: RunnerOptions): Runner {
           } catch (err) {
             return { err: err as Error }
           }
-        }, { priority: slotPriority(event) })
+        })
         // The gate that let this attempt through may let the next one go.
         release?.()
         release = undefined
@@ -239,7 +256,10 @@ export function createRunner (o: RunnerOptions): Runner {
 
   return {
     run,
-    onIdle: () => slots.onIdle(),
+    onIdle: async () => {
+      await lower.onIdle()
+      await slots.onIdle()
+    },
     running: () => slots.pending
   }
 }
