@@ -90,6 +90,27 @@ where i.lane <> $13 or not exists (
 order by i.ord
 returning id, dedupe_key`
 
+/**
+ * INSERT for one event, with the same rules. PostgreSQL plans the array form again on every execution
+ * (its generic plan, with no array lengths known, never looks cheaper), which cost it 0.5 ms of CPU per
+ * push when pushes come one at a time, as an ordered KafkaSource sends them; this form's generic plan
+ * is reused (0.28 ms).
+ */
+const INSERT_ONE = `
+with fresh as (
+  insert into delivery_keys (key, expires_at)
+  values ($1, case when $2::integer is null then null else now() + $2::integer * interval '1 millisecond' end)
+  on conflict (key) do update set expires_at = excluded.expires_at
+    where delivery_keys.expires_at is not null and delivery_keys.expires_at < now()
+  returning key
+)
+insert into inbox (event_type, queue_key, org_id, account_number, body, delivery_id, dedupe_key, source_id, traceparent, tracestate, lane)
+select $3, $4, $5, $6, $7::jsonb, $8, f.key, $9, $10, $11, $12::smallint
+from fresh f
+where $12::smallint <> $13::smallint or not exists (
+  select 1 from inbox p where p.state = 'pending' and p.queue_key = $4 and p.org_id = $5 and p.lane = $13::smallint)
+returning id, dedupe_key`
+
 /** A stored event as operators and the history route see it. */
 export interface EventRecord {
   id: number
@@ -208,6 +229,11 @@ export function rowToEvent (row: Record<string, any>): InboxEvent {
   }
 }
 
+/** Rows of `width` values as `width` columns: the arrays the INSERT unnests. */
+function transpose (rows: unknown[][], width: number): unknown[][] {
+  return Array.from({ length: width }, (_, c) => rows.map(r => r[c]))
+}
+
 function unstorable (err: Error): Error {
   const code = refusedData(err)
   return code === null ? err : new UnstorableError(code, err.message)
@@ -233,26 +259,13 @@ export function createInbox (pool: pg.Pool, limits: InboxLimits = DEFAULT_LIMITS
         }
       }
     }
-    // Named, so each connection parses and plans it once: it runs for every push.
-    const { rows } = await pool.query<{ id: string, dedupe_key: string }>({
-      name: 'inbox-append',
-      text: INSERT,
-      values: [
-        unique.map(e => e.dedupeKey),
-        unique.map(e => e.dedupeTtlMs),
-        unique.map(e => e.eventType),
-        unique.map(e => e.queueKey),
-        unique.map(e => e.orgId),
-        unique.map(e => e.accountNumber),
-        unique.map(e => JSON.stringify(e.body)),
-        unique.map(e => e.deliveryId),
-        unique.map(e => sourceIdFor(e.eventType, e.body)),
-        unique.map(e => e.trace!.traceparent),
-        unique.map(e => e.trace!.tracestate),
-        unique.map(e => laneOf({ eventType: e.eventType, body: e.body, replayOf: null })),
-        LANES.recheck
-      ]
-    })
+    const columns = (e: IncomingEvent): unknown[] => [e.dedupeKey, e.dedupeTtlMs, e.eventType, e.queueKey, e.orgId, e.accountNumber,
+      JSON.stringify(e.body), e.deliveryId, sourceIdFor(e.eventType, e.body), e.trace!.traceparent, e.trace!.tracestate,
+      laneOf({ eventType: e.eventType, body: e.body, replayOf: null })]
+    // Named, so each connection parses them once: one runs for every push.
+    const { rows } = await pool.query<{ id: string, dedupe_key: string }>(unique.length === 1
+      ? { name: 'inbox-append-one', text: INSERT_ONE, values: [...columns(unique[0]), LANES.recheck] }
+      : { name: 'inbox-append', text: INSERT, values: [...transpose(unique.map(columns), 12), LANES.recheck] })
     const stored = new Map(rows.map(r => [r.dedupe_key, Number(r.id)]))
     const claimed = new Set<string>()
     for (const w of group) {
