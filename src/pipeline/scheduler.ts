@@ -56,6 +56,12 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
   /** Ids of the events held in memory, which the next read skips. */
   const held = new Set<number>()
   const reserve = customerReserve(o.window)
+  /**
+   * The last read found nothing more to take: until something is appended (`wake` from the inbox) or
+   * the poll comes round, an event ending here frees no work, so it reads nothing (each read groups
+   * every pending event). Cleared when a read stops because the window is full.
+   */
+  let drained = false
   let pulling = false
   let pullAgain = false
   let started = false
@@ -86,7 +92,8 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
         await runner.run(event, handler)
       } finally {
         held.delete(event.id)
-        if (held.size <= o.window / 2) wake()
+        // Refill a window that was full; an inbox read to its end has nothing more until told.
+        if (held.size <= o.window / 2 && !drained) wake()
       }
     }).catch((err: Error) => {
       // Only when stopping with the database gone: the row stays pending for the next start.
@@ -100,7 +107,10 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
       const room = o.window - held.size
       const lowerRoom = room - reserve
       const limit = Math.min(PAGE, lowerRoom > 0 ? lowerRoom : room)
-      if (limit <= 0) break
+      if (limit <= 0) {
+        drained = false
+        break
+      }
       const found = await keeper.exclusive(async () => {
         const rows = await o.leases.candidates(limit, [...held], lowerRoom > 0 ? LANES.bulk : LANES.customer)
         const ignored: InboxEvent[] = []
@@ -128,7 +138,11 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
         }
         return rows.length === 0 ? 0 : enqueued + ignored.length
       })
-      if (found === 0) break
+      if (found === 0) {
+        // A read of the customer lane alone (the window's reserve) says nothing of the other lanes.
+        drained = lowerRoom > 0
+        break
+      }
     }
     report()
   }
