@@ -179,6 +179,32 @@ t.test('a message that cannot be delivered is parked after bounded sends and nev
   t.equal((await outbox.parked(10, 0)).count, 1)
 })
 
+t.test('a parked message is superseded once a later status of its application is decided: it can no longer be queued again over it', async t => {
+  const app = await startBareApp(t)
+  const { pool, outbox } = app.store
+  // The pool runs each insert on a connection of its own, as a ClientBase would.
+  const db = pool as unknown as pg.ClientBase
+  await insertStatus(db, { applicationId: '42', status: 'unavailable', error: 'old' }, '7654321', null)
+  const retry = { maxAttempts: 1, delayMs: () => 0 }
+  const sent: string[] = []
+  const fail = async (batch: StatusMessage[]): Promise<StatusFailure[]> => batch.map(m => ({ id: m.id, error: 'answered 500', permanent: false }))
+  t.equal(await outbox.relay(10, fail, retry), 1)
+  const [parked] = (await outbox.parked(10, 0)).data
+  t.equal(parked.status, 'unavailable', 'the old status is parked')
+
+  // The application's next status is decided and delivered.
+  await insertStatus(db, { applicationId: '42', status: 'available', error: '' }, '7654321', null)
+  t.equal(await outbox.relay(10, async batch => { sent.push(...batch.map(m => m.status)) }, retry), 1)
+  t.same(sent, ['available'])
+  t.equal((await outbox.parked(10, 0)).count, 0, 'the old one left the parked list')
+
+  // An operator who still has its id cannot send the old status over the later one.
+  t.notOk(await outbox.retryParked(parked.id))
+  t.equal(await outbox.relay(10, async batch => { sent.push(...batch.map(m => m.status)) }, retry), 0, 'nothing more sent')
+  const { rows } = await pool.query('select status, superseded, sent_at is not null as sent from status_outbox order by id')
+  t.same(rows, [{ status: 'unavailable', superseded: true, sent: false }, { status: 'available', superseded: false, sent: true }])
+})
+
 t.test('HTTP status relay: an account number the HTTP client refuses and an application sources-api always fails are parked; the rest is delivered; operators list and retry', async t => {
   const INTERNAL_TOKEN = 'internal-token-outbox-0123456789abcdef'
   const stack = await startStack(t, { env: { STATUS_MAX_ATTEMPTS: '2', INTERNAL_TOKEN } })
