@@ -6,10 +6,11 @@ import { UpstreamError } from '../src/upstream/errors.js'
 t.test('a thrown failure: the upstream, its HTTP status or AWS error code', async t => {
   const of = (err: Error): ReturnType<typeof failureOf> => failureOf(err, 'RHSM', err.message)
   t.match(of(new UpstreamError('rhsm', 'transient', 'answered 503', 503)), { upstream: 'rhsm', step: 'RHSM', httpStatus: 503, errorCode: 'HTTP 503', error: 'rhsm: answered 503' })
-  t.match(of(new UpstreamError('sts', 'transient', 'AssumeRole failed: Throttling', 400)), { upstream: 'sts', httpStatus: 400, errorCode: 'Throttling' })
+  t.match(of(Object.assign(new UpstreamError('sts', 'transient', 'AssumeRole failed: Throttling', 400), { errorName: 'Throttling' })), { upstream: 'sts', httpStatus: 400, errorCode: 'Throttling' })
+  t.match(of(new UpstreamError('sts', 'transient', 'AssumeRole failed: Throttling', 400)), { errorCode: 'HTTP 400' }, 'the code is what the error carries, not read back from its message')
   t.match(of(new UpstreamError('sts', 'transient', 'GetCallerIdentity returned no account')), { upstream: 'sts', httpStatus: null, errorCode: null })
   t.match(of(new UpstreamError('sts', 'transient', 'strange', 502)), { errorCode: 'HTTP 502' }, 'an STS failure without a code: its status')
-  t.match(of(new UpstreamError('sources', 'transient', 'GET failed: ECONNREFUSED')), { upstream: 'sources', httpStatus: null, errorCode: 'ECONNREFUSED' })
+  t.match(of(Object.assign(new UpstreamError('sources', 'transient', 'GET failed: ECONNREFUSED'), { errorName: 'ECONNREFUSED' })), { upstream: 'sources', httpStatus: null, errorCode: 'ECONNREFUSED' })
   t.match(of(new Error('connection terminated unexpectedly')), { upstream: null, httpStatus: null, errorCode: null, error: 'connection terminated unexpectedly' }, 'not an upstream\'s')
   t.equal(stepOf({ step: 'AssumeRole' }), 'AssumeRole')
   t.equal(stepOf({}), null)

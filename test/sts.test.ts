@@ -111,7 +111,7 @@ t.test('GetCallerIdentity: signed with the session, sent where AssumeRole went, 
   t.match(await verify(), { ok: false, code: 'CG3000', reason: 'GetCallerIdentity: InvalidClientTokenId' })
   sts.reply = xmlError(400, 'Throttling')
   // Our rate, not the event's fault: a kind of its own, which spends no event attempt.
-  await t.rejects(verify(), new UpstreamError('sts', 'throttled', 'GetCallerIdentity failed: Throttling', 400))
+  await t.rejects(verify(), Object.assign(new UpstreamError('sts', 'throttled', 'GetCallerIdentity failed: Throttling', 400), { errorName: 'Throttling' }))
   sts.reply = { status: 502, contentType: 'text/html', body: '<html>bad gateway</html>' }
   await t.rejects(verify(), { kind: 'transient', message: 'GetCallerIdentity failed: HTTP502' })
   sts.reply = { status: 200, contentType: 'text/xml', body: '<GetCallerIdentityResponse><GetCallerIdentityResult></GetCallerIdentityResult></GetCallerIdentityResponse>' }

@@ -87,6 +87,7 @@ function classify (err: AwsError, step: StsStep, gate: Gate | undefined): RoleCh
   else if (step === 'AssumeRole' && OWN_CREDENTIALS.has(err.name)) kind = 'misconfigured'
   if (kind !== undefined) {
     const e = new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)
+    e.errorName = err.name
     if (kind === 'transient') e.gate = gate?.key
     throw e
   }
@@ -235,7 +236,7 @@ export function createRoleVerifier (o: StsOptions): RoleVerifier {
         return r.Account
       }, (err: AwsError) => {
         const status = err.$metadata?.httpStatusCode
-        throw new UpstreamError('sts', OWN_CREDENTIALS.has(err.name) ? 'misconfigured' : 'transient', `GetCallerIdentity failed: ${err.name}`, status)
+        throw Object.assign(new UpstreamError('sts', OWN_CREDENTIALS.has(err.name) ? 'misconfigured' : 'transient', `GetCallerIdentity failed: ${err.name}`, status), { errorName: err.name })
       })
       // Only a success is kept: the next caller tries again.
       ownAccount.catch(() => { ownAccount = undefined })

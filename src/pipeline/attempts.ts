@@ -4,9 +4,6 @@ import { UpstreamError } from '../upstream/errors.js'
 
 type Failure = Pick<AttemptWrite, 'upstream' | 'step' | 'httpStatus' | 'errorCode' | 'outcomeCode' | 'error'>
 
-// The error codes UpstreamError messages end with: `AssumeRole failed: Throttling`, `POST failed: ECONNREFUSED`.
-const TRAILING_CODE = /failed: ([A-Za-z][\w.]{0,99})$/
-
 /** The step of the check a handler was at (registration-flow keeps it in the attempt's memo), if any. */
 export function stepOf (memo: Record<string, unknown>): string | null {
   return typeof memo.step === 'string' ? memo.step : null
@@ -15,7 +12,8 @@ export function stepOf (memo: Record<string, unknown>): string | null {
 /** What failed in an attempt that threw: which upstream, its HTTP status, its error code, in the terms operators filter on. */
 export function failureOf (err: Error, step: string | null, message: string): Failure {
   if (!(err instanceof UpstreamError)) return { upstream: null, step, httpStatus: null, errorCode: null, outcomeCode: null, error: message }
-  const named = TRAILING_CODE.exec(err.message)?.[1]
+  // Bounded: a code is a filter value, not a message.
+  const named = err.errorName?.slice(0, 100)
   // STS names its errors (AccessDenied, Throttling); the HTTP upstreams are known by their status.
   const errorCode = err.target !== 'sts' && err.status !== undefined ? `HTTP ${err.status}` : named ?? (err.status !== undefined ? `HTTP ${err.status}` : null)
   return { upstream: err.target, step, httpStatus: err.status ?? null, errorCode, outcomeCode: null, error: message }

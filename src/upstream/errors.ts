@@ -22,6 +22,8 @@ export class UpstreamError extends Error {
   refused = false
   /** How long the upstream asked every caller to wait (Retry-After, X-RateLimit-Delay), already bounded. */
   retryAfterMs?: number
+  /** What the upstream or the network called the failure: an AWS error name (`Throttling`), a socket error (`ECONNREFUSED`). */
+  errorName?: string
   constructor (
     readonly target: UpstreamTarget,
     readonly kind: UpstreamErrorKind,
