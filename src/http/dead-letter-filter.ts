@@ -1,7 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { DeadLetterFilter } from '../store/index.js'
+import { UPSTREAM_TARGETS } from '../upstream/errors.js'
 
-const Upstream = Type.Union(['sources', 'sts', 'rhsm', 'kafka'].map(u => Type.Literal(u)), { description: 'The upstream whose call failed in the last attempt' })
+const Upstream = Type.Union(UPSTREAM_TARGETS.map(u => Type.Literal(u)), { description: 'The upstream whose call failed in the last attempt' })
 
 /** The filters of the dead-letter list and of the bulk replay: the same words select the same events. */
 export const DeadLetterFilters = {

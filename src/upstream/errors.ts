@@ -1,4 +1,5 @@
-export type UpstreamTarget = 'sources' | 'sts' | 'rhsm' | 'kafka'
+export const UPSTREAM_TARGETS = ['sources', 'sts', 'rhsm', 'kafka'] as const
+export type UpstreamTarget = typeof UPSTREAM_TARGETS[number]
 
 /**
  * - transient: worth retrying (network, timeout, 5xx)
