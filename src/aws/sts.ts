@@ -71,8 +71,8 @@ export function roleSessionName (sourceId: string, eventId: number): string {
 }
 
 /** STS itself failing (5xx, no answer), as its breaker counts: never a customer's role, never throttling. */
-export function isStsOutage (err: Error): boolean {
-  const status = (err as AwsError).$metadata?.httpStatusCode
+export function isStsOutage (err: AwsError): boolean {
+  const status = err.$metadata?.httpStatusCode
   return !THROTTLING.has(err.name) && (status === undefined || status >= 500 || err.name === 'TimeoutError')
 }
 
@@ -83,7 +83,7 @@ function classify (err: AwsError, step: StsStep, gate: Gate | undefined): RoleCh
   const status = err.$metadata?.httpStatusCode
   let kind: UpstreamErrorKind | undefined
   if (THROTTLING.has(err.name)) kind = 'throttled'
-  else if (status === undefined || status >= 500 || err.name === 'TimeoutError') kind = 'transient'
+  else if (isStsOutage(err)) kind = 'transient'
   else if (step === 'AssumeRole' && OWN_CREDENTIALS.has(err.name)) kind = 'misconfigured'
   if (kind !== undefined) {
     const e = new UpstreamError('sts', kind, `${step} failed: ${err.name}`, status)

@@ -102,14 +102,16 @@ async function once (o: CallOptions): Promise<CallResult> {
     const e = err as Error & { code?: string }
     // A request undici refuses to build (say a header value with a line break) fails the same way every time.
     if (e.code === 'UND_ERR_INVALID_ARG') throw new UpstreamError(o.target, 'rejected', `${o.method} not sent: ${e.message.slice(0, 200)}`)
-    throw Object.assign(new UpstreamError(o.target, 'transient', `${o.method} failed: ${e.code ?? e.name}`), { errorName: e.code ?? e.name })
+    const errorName = e.code ?? e.name
+    throw Object.assign(new UpstreamError(o.target, 'transient', `${o.method} failed: ${errorName}`), { errorName })
   }
   let text: string
   try {
     text = await res.body.text()
   } catch (err) {
     const e = err as Error & { code?: string }
-    throw Object.assign(new UpstreamError(o.target, 'transient', `${o.method} body failed: ${e.code ?? e.name}`), { errorName: e.code ?? e.name })
+    const errorName = e.code ?? e.name
+    throw Object.assign(new UpstreamError(o.target, 'transient', `${o.method} body failed: ${errorName}`), { errorName })
   }
   let body: unknown = text
   if (text !== '' && (res.headers['content-type'] ?? '').includes('json')) {
