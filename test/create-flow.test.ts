@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFixture } from './helpers/fixtures.js'
-import { eventually, getJson, identities, inboxStates, ORG, pushNative, startStack, type Stack } from './helpers/stack.js'
+import { eventually, getJson, identities, inboxStates, ORG, outboxSettled, pushNative, startStack, type Stack } from './helpers/stack.js'
 
 const create = readFixture('events/app-auth-create.json')
 const rhsmFixture = readFixture('rhsm/add-provider-account.json')
@@ -136,7 +136,10 @@ t.test('a redelivery is acknowledged with 200 and not processed again; an identi
   t.same((await inboxStates(stack)).map(r => r.outcome), ['registered', 'verified; mapping already held', 'verified; mapping already held'])
   t.equal(stack.sts.calls.filter(c => c.action === 'AssumeRole').length, 3, 'each new event re-verifies the role')
   t.equal(stack.rhsm.requests.length, 1, 'one RHSM mapping for all of them')
-  await eventually(() => stack.sources.patches.length === 3 ? true : undefined, 10_000, 'three available reports')
+  // Three decided; the second may supersede the first or the third the second while unsent (one to three PATCHes).
+  const outbox = await outboxSettled(stack, 3)
+  t.same(outbox.map(r => r.status), ['available', 'available', 'available'], 'three available reports decided')
+  t.equal(stack.sources.patches.length, outbox.filter(r => r.sent).length, 'one PATCH per sent report')
 })
 
 t.test('applications of other types and vanished applications end quietly, with no status', async t => {

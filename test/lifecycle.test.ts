@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFixture } from './helpers/fixtures.js'
-import { eventually, getJson, identities, inboxStates, ORG, pushNative, startStack, type Stack } from './helpers/stack.js'
+import { eventually, getJson, identities, inboxStates, ORG, outboxSettled, pushNative, startStack, type Stack } from './helpers/stack.js'
 
 const ROLE = 'arn:aws:iam::123456789012:role/redhat-cloud-meter'
 const fixture = (name: string): { event_type: string, body: Record<string, unknown> } => readFixture(`events/${name}.json`)
@@ -213,6 +213,10 @@ t.test('five re-emitted creates: one RHSM call, five available reports', async t
   const rows = await settled(stack)
   t.equal(rows.length, 5)
   t.same(rhsmCalls(stack), [POST])
-  await eventually(() => stack.sources.patches.length === 5 ? true : undefined)
-  t.same(statuses(stack), ['available', 'available', 'available', 'available', 'available'])
+  // Each create decides `available`; a status decided before the previous one left supersedes it.
+  const outbox = await outboxSettled(stack, 5)
+  t.same(outbox.map(r => r.status), ['available', 'available', 'available', 'available', 'available'], 'five available reports decided')
+  t.ok(outbox.at(-1)!.sent, 'the last one sent')
+  t.equal(stack.sources.patches.length, outbox.filter(r => r.sent).length, 'one PATCH per sent report')
+  t.ok(statuses(stack).every(s => s === 'available'), 'every PATCH says available')
 })

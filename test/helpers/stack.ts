@@ -190,6 +190,19 @@ export async function inboxStates (stack: Stack): Promise<Array<{ id: number, ev
 }
 
 /**
+ * Waits for `count` decided statuses to leave the outbox, each sent or superseded, oldest first. The relay sends only
+ * an application's latest unsent status (DESIGN.md, status outbox): a status decided while an older one of its
+ * application is still unsent supersedes it, so a burst of events can yield fewer PATCHes than statuses.
+ */
+export async function outboxSettled (stack: Stack, count: number): Promise<Array<{ status: string, sent: boolean, superseded: boolean }>> {
+  return eventually(async () => {
+    const { rows } = await stack.app.store.pool.query<{ status: string, sent: boolean, superseded: boolean }>(
+      'select status, sent_at is not null as sent, superseded from status_outbox order by id')
+    return rows.length === count && rows.every(r => r.sent || r.superseded) ? rows : undefined
+  }, 20_000, `${count} statuses decided, each sent or superseded`)
+}
+
+/**
  * The app with a real embedded PostgreSQL but no upstreams: events are stored and wait. For store and HTTP-only tests
  * (fastify.inject). With `logs`, every log line is also kept there (set LOG_LEVEL in `env` to see any).
  */
