@@ -58,9 +58,11 @@ t.test('a gate spaces calls at its rate', async t => {
   t.ok(performance.now() - started >= 199, 'the eleventh call waited for its turn')
 })
 
-// The issue's figure is 50/s and 3,000 re-checks; scaled down to fit a test: 20/s and 300.
-const LIMIT = 20
-const CHECKS = 300
+// The issue's figure is 50/s and 3,000 re-checks; scaled down to fit the suite: 20/s and 300.
+// RATE_TEST_SIZE=full runs the issue's size (about 70 s; figures in BENCHMARKS.md).
+const FULL = process.env.RATE_TEST_SIZE === 'full'
+const LIMIT = FULL ? 50 : 20
+const CHECKS = FULL ? 3000 : 300
 const WARM_UP_MS = 3000
 
 t.test(`three replicas share STS_MAX_RPS=${LIMIT}: a fake STS throttling above it answers under 1% Throttling, nothing ends CR5000`, async t => {
@@ -96,7 +98,7 @@ t.test(`three replicas share STS_MAX_RPS=${LIMIT}: a fake STS throttling above i
   await eventually(async () => {
     const w = await pendingWork(set.db)
     return w.pending === 0 ? true : undefined
-  }, 120_000, 'every check to end')
+  }, FULL ? 300_000 : 120_000, 'every check to end')
 
   const assumes = set.sts.calls.filter(c => c.action === 'AssumeRole').map(c => c.at).sort((a, b) => a - b)
   const first = assumes[0]
