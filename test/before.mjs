@@ -1,0 +1,10 @@
+// tap's `before`, once per run:
+// - each run scans only its own server logs;
+// - the server and CLI processes that tests start run the compiled build (test/helpers/process.ts),
+//   so dist/ is compiled first when a source changed since the last build (as `npm start` does).
+import { execFileSync } from 'node:child_process'
+import { rmSync } from 'node:fs'
+
+rmSync(new URL('../.test-logs/', import.meta.url).pathname, { recursive: true, force: true })
+execFileSync(process.execPath, [new URL('../scripts/build-if-changed.mjs', import.meta.url).pathname],
+  { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 2, 2] })
