@@ -47,6 +47,33 @@ t.test('a gate halves its rate when throttled (once a second), then grows back t
   t.equal(budgets.gates.rhsm.rate(), 10, 'no replica counted is this one alone; raising is gradual')
 })
 
+t.test('replicas share a budget by the work they hold, each keeping a floor', async t => {
+  let now = 1_000_000
+  const at = (replicas: number, mine: number, total: number): number => {
+    const budgets = createRateBudgets({ sts: 50, rhsm: 50, sources: 50 })
+    budgets.share(replicas, mine, total)
+    return Math.round(budgets.gates.sts.rate() * 100) / 100
+  }
+  // Three replicas holding 1,000, 300 and 0 of a wave: 50 × (0.2 / 3 + 0.8 × held / 1,300).
+  const shares = [at(3, 1000, 1300), at(3, 300, 1300), at(3, 0, 1300)]
+  t.same(shares, [34.1, 12.56, 3.33], 'most to the replica with most of the wave, a floor to the idle one')
+  t.ok(Math.abs(shares.reduce((a, b) => a + b) - 50) < 0.05, `together the budget (${shares.reduce((a, b) => a + b).toFixed(2)})`)
+  t.equal(at(3, 0, 0), 16.67, 'no work anywhere: equal shares')
+  t.equal(at(2, 5000, 100), 45, 'a count above the total (heartbeats a moment apart) is the total')
+  t.equal(at(1, 7, 7), 50, 'alone: the whole budget')
+
+  // A replica whose share grows reaches it gradually; one whose share shrinks slows down at once.
+  const budgets = createRateBudgets({ sts: 50, rhsm: 50, sources: 50 })
+  const gate = createRateGate(50, undefined, () => now)
+  budgets.share(3, 0, 1300)
+  gate.setCeiling(budgets.gates.sts.rate())
+  t.equal(Math.round(gate.rate() * 100) / 100, 3.33, 'idle: the floor at once')
+  gate.setCeiling(34.1)
+  now += 1000
+  await gate.take()
+  t.ok(gate.rate() < 6, `one second after its share grew to 34.1/s it calls at ${gate.rate().toFixed(2)}/s`)
+})
+
 t.test('a gate spaces calls at its rate', async t => {
   const gate = createRateGate(50)
   const started = performance.now()
@@ -70,7 +97,7 @@ t.test(`three replicas share STS_MAX_RPS=${LIMIT}: a fake STS throttling above i
     // RATE_TEST_STS_MAX_RPS=100000 shows the test failing without a budget (166 of 454 throttled in one run).
     STS_MAX_RPS: process.env.RATE_TEST_STS_MAX_RPS ?? String(LIMIT),
     LEASE_MS: '3000',
-    CONCURRENCY: '16',
+    CONCURRENCY: process.env.RATE_TEST_CONCURRENCY ?? '16',
     CHECK_ORG_PER_MINUTE: '100000',
     CHECK_TOTAL_PER_MINUTE: '100000',
     RETRY_MAX_ATTEMPTS: '3'
@@ -80,6 +107,7 @@ t.test(`three replicas share STS_MAX_RPS=${LIMIT}: a fake STS throttling above i
     set.sources.addSource({ sourceId: String(n), applicationId: String(10_000 + n), authenticationId: String(20_000 + n), arn: `arn:aws:iam::${String(100000000000 + n)}:role/redhat-cloud-meter` })
   }
   // sources-api's monitor: one availability check per source, spread over the replicas.
+  const pushStart = Date.now()
   let next = 1
   const answers = new Set<number>()
   await Promise.all(Array.from({ length: 8 }, async () => {
@@ -94,7 +122,14 @@ t.test(`three replicas share STS_MAX_RPS=${LIMIT}: a fake STS throttling above i
       answers.add(res.status)
     }
   }))
+  const pushedIn = (Date.now() - pushStart) / 1000
   t.same([...answers], [204], 'every check answered 204')
+  // Each replica's heartbeat says how much of the wave it holds: the budget is shared by that.
+  const held = await eventually(async () => {
+    const { rows } = await set.db.query<{ n: number, demand: number }>('select count(*)::int as n, coalesce(sum(demand), 0)::int as demand from replicas')
+    return rows[0].n === 3 && rows[0].demand > 0 ? rows[0] : undefined
+  }, 10_000, 'the replicas to report the work they hold')
+  t.ok(held.demand <= CHECKS, `the replicas hold ${held.demand} checks between them`)
   await eventually(async () => {
     const w = await pendingWork(set.db)
     return w.pending === 0 ? true : undefined
@@ -115,7 +150,10 @@ t.test(`three replicas share STS_MAX_RPS=${LIMIT}: a fake STS throttling above i
       count(*) filter (where state = 'dead')::int as dead,
       max(attempts)::int as most_attempts from inbox`)
   const { rows: [cr5000] } = await set.db.query("select count(*)::int as n from registrations where last_error_code = 'CR5000'")
-  t.comment(`${assumes.length} AssumeRole calls, ${set.sts.limited} throttled; after ${WARM_UP_MS} ms of warm-up: ${rate.toFixed(1)}/s on average over ${seconds.toFixed(1)} s, at most ${peak} in any one second (budget ${LIMIT}/s)`)
+  t.comment(`${assumes.length} AssumeRole calls, ${set.sts.limited} throttled; after ${WARM_UP_MS} ms of warm-up: ${rate.toFixed(1)}/s on average over ${seconds.toFixed(1)} s, at most ${peak} in any one second (budget ${LIMIT}/s); the ${CHECKS} checks were pushed in ${pushedIn.toFixed(1)} s`)
+  const tenths = Array(10).fill(0)
+  for (const at of assumes) tenths[Math.min(9, Math.floor(10 * (at - first) / (assumes.at(-1)! - first + 1)))]++
+  t.comment(`AssumeRole calls per tenth of the run: ${tenths.join(' ')}`)
   t.equal(ends.done, CHECKS, 'every check done')
   t.equal(ends.dead, 0)
   t.equal(cr5000.n, 0, 'no CR5000')

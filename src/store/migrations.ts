@@ -226,5 +226,10 @@ export const migrations: string[] = [
   alter table status_outbox add column lane smallint not null default 0;
   drop index status_outbox_unsent;
   create index status_outbox_unsent on status_outbox (lane, id) where sent_at is null and not superseded and parked_at is null;
+  `,
+  // Each replica's heartbeat also says how much work it holds, so that the upstream rate budgets are
+  // shared by the work and not left unused by a replica with little of it.
+  `
+  alter table replicas add column demand integer not null default 0;
   `
 ]

@@ -74,9 +74,20 @@ export type BudgetedUpstream = 'sts' | 'rhsm' | 'sources'
 
 export interface RateBudgets {
   gates: Record<BudgetedUpstream, RateGate>
-  /** Shares each budget among `replicas` live replicas (at least 1). */
-  share: (replicas: number) => void
+  /**
+   * Sets this replica's share of each budget: among `replicas` live replicas (at least 1), holding
+   * `total` events between them, `mine` of which here. Each replica keeps a floor of
+   * `SHARE_FLOOR / replicas` (its status relay and a first event need some), and the rest goes by the
+   * work held, so that a replica that leased most of a wave is not held to an equal share while the
+   * others have nothing to spend theirs on. With no work anywhere, shares are equal. The shares add up
+   * to the budget when the replicas' heartbeats agree; between heartbeats a raised share is reached
+   * gradually (see RateGate), while the others' lowered ones take effect at once.
+   */
+  share: (replicas: number, mine?: number, total?: number) => void
 }
+
+/** The part of each budget split equally between live replicas whatever work they hold. */
+export const SHARE_FLOOR = 0.2
 
 /** One gate per upstream; `budgets` are the totals across all replicas, calls per second. `onCut` hears of each halving. */
 export function createRateBudgets (budgets: Record<BudgetedUpstream, number>, onCut: (upstream: BudgetedUpstream, rate: number) => void = () => {}): RateBudgets {
@@ -87,9 +98,10 @@ export function createRateBudgets (budgets: Record<BudgetedUpstream, number>, on
   }
   return {
     gates,
-    share (replicas) {
+    share (replicas, mine = 0, total = 0) {
       const n = Math.max(1, replicas)
-      for (const key of Object.keys(gates) as BudgetedUpstream[]) gates[key].setCeiling(budgets[key] / n)
+      const fraction = total > 0 ? SHARE_FLOOR / n + (1 - SHARE_FLOOR) * Math.min(Math.max(0, mine), total) / total : 1 / n
+      for (const key of Object.keys(gates) as BudgetedUpstream[]) gates[key].setCeiling(budgets[key] * fraction)
     }
   }
 }

@@ -34,19 +34,20 @@ declare module 'fastify' {
 }
 
 /**
- * Shares the upstream budgets among the live replicas: each says it is alive every third of the time
- * after which the others count it dead (at most 2 s, at most a third of LEASE_MS). The embedded
- * store is one replica's alone.
+ * Shares the upstream budgets among the live replicas, by the events each holds (`demand`): each says
+ * it is alive, and how much work it holds, every third of the time after which the others count it
+ * dead (at most 2 s, at most a third of LEASE_MS). The embedded store is one replica's alone.
  */
-function replicaHeartbeat (app: FastifyInstance, owner: string, budgets: RateBudgets): { start: () => Promise<void>, stop: () => Promise<void> } {
+function replicaHeartbeat (app: FastifyInstance, owner: string, budgets: RateBudgets, demand: () => number): { start: () => Promise<void>, stop: () => Promise<void> } {
   const everyMs = Math.min(2000, Math.floor(app.config.LEASE_MS / 3))
   let timer: NodeJS.Timeout | undefined
   let live = 1
   async function beat (): Promise<void> {
-    const now = await app.store.replicas.heartbeat(owner, everyMs * 3)
-    if (now !== live) app.log.info({ replicas: now }, 'replicas sharing the upstream rate budgets changed')
-    live = now
-    budgets.share(live)
+    const mine = demand()
+    const census = await app.store.replicas.heartbeat(owner, everyMs * 3, mine)
+    if (census.live !== live) app.log.info({ replicas: census.live }, 'replicas sharing the upstream rate budgets changed')
+    live = census.live
+    budgets.share(live, mine, census.demand)
   }
   return {
     async start () {
@@ -144,7 +145,8 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     retry: { maxAttempts: config.STATUS_MAX_ATTEMPTS, delayMs: attempts => backoffDelay(eventBackoff, attempts) }
   })
   const leases = app.store.leases(`${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, config.LEASE_MS)
-  const heartbeat = replicaHeartbeat(app, leases.owner, budgets)
+  // The events this replica holds in memory (leased, waiting or running): the work its share is for.
+  const heartbeat = replicaHeartbeat(app, leases.owner, budgets, () => scheduler.stats().queuedEvents)
   let handlers = createHandlers({ sources, sts, rhsm, registrations: app.store.registrations, checkReuseMs: config.CHECK_REUSE_SECONDS * 1000 })
   let record = app.store.recordOutcome
   if (app.tracing.enabled) {
