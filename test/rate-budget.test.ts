@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { createRateBudgets, createRateGate } from '../src/upstream/rate-budget.js'
+import { createRateBudgets, createRateGate, SHARE_FLOOR } from '../src/upstream/rate-budget.js'
 import { eventually, identities, untilNot503 } from './helpers/stack.js'
 import { pendingWork, startReplicas } from './helpers/replicas.js'
 
@@ -72,6 +72,13 @@ t.test('replicas share a budget by the work they hold, each keeping a floor', as
   now += 1000
   await gate.take()
   t.ok(gate.rate() < 6, `one second after its share grew to 34.1/s it calls at ${gate.rate().toFixed(2)}/s`)
+
+  // Replicas on a shared database start at the floor share: one that starts before the others have said
+  // they are alive counts itself alone, and would otherwise begin at the whole budget.
+  const starting = createRateBudgets({ sts: 50, rhsm: 20, sources: 100 }, undefined, SHARE_FLOOR)
+  t.same([starting.gates.sts.rate(), starting.gates.rhsm.rate(), starting.gates.sources.rate()], [10, 4, 20], 'a fifth of each budget at start')
+  starting.share(1)
+  t.ok(starting.gates.sts.rate() < 11, 'alone by its first heartbeat: the whole budget is its ceiling, reached gradually')
 })
 
 t.test('a gate spaces calls at its rate', async t => {

@@ -25,9 +25,9 @@ const RECOVERY_S = 20
 /** Never slower than this, however often throttled (calls per second). */
 const FLOOR_RPS = 0.1
 
-export function createRateGate (ceilingRps: number, onCut: (rate: number) => void = () => {}, now: () => number = Date.now): RateGate {
+export function createRateGate (ceilingRps: number, onCut: (rate: number) => void = () => {}, now: () => number = Date.now, startRps = ceilingRps): RateGate {
   let ceiling = ceilingRps
-  let rate = ceiling
+  let rate = Math.min(ceiling, Math.max(FLOOR_RPS, startRps))
   let next = 0
   let grownAt = now()
   let cutAt = -Infinity
@@ -89,13 +89,15 @@ export interface RateBudgets {
 /** The part of each budget split equally between live replicas whatever work they hold. */
 export const SHARE_FLOOR = 0.2
 
-/** One gate per upstream; `budgets` are the totals across all replicas, calls per second. `onCut` hears of each halving. */
-export function createRateBudgets (budgets: Record<BudgetedUpstream, number>, onCut: (upstream: BudgetedUpstream, rate: number) => void = () => {}): RateBudgets {
-  const gates = {
-    sts: createRateGate(budgets.sts, rate => onCut('sts', rate)),
-    rhsm: createRateGate(budgets.rhsm, rate => onCut('rhsm', rate)),
-    sources: createRateGate(budgets.sources, rate => onCut('sources', rate))
-  }
+/**
+ * One gate per upstream; `budgets` are the totals across all replicas, calls per second. `onCut` hears
+ * of each halving. `startFraction`: the share of each budget the gates start at, growing from there
+ * like any raised share. Replicas that share a database start at the floor share: a replica that
+ * starts before the others have said they are alive would otherwise begin at the whole budget.
+ */
+export function createRateBudgets (budgets: Record<BudgetedUpstream, number>, onCut: (upstream: BudgetedUpstream, rate: number) => void = () => {}, startFraction = 1): RateBudgets {
+  const gate = (key: BudgetedUpstream): RateGate => createRateGate(budgets[key], rate => onCut(key, rate), Date.now, budgets[key] * startFraction)
+  const gates = { sts: gate('sts'), rhsm: gate('rhsm'), sources: gate('sources') }
   return {
     gates,
     share (replicas, mine = 0, total = 0) {

@@ -19,7 +19,7 @@ import { httpStatusSink, noStatusSink } from '../../status/sinks.js'
 import { tracedHandler, tracedRecordOutcome } from '../../tracing/pipeline.js'
 import { createGate, type BreakerSettings, type Gate } from '../../upstream/breaker.js'
 import { UpstreamError } from '../../upstream/errors.js'
-import { createRateBudgets, gatedDispatcher, type RateBudgets } from '../../upstream/rate-budget.js'
+import { SHARE_FLOOR, createRateBudgets, gatedDispatcher, type RateBudgets } from '../../upstream/rate-budget.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -98,10 +98,11 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     await heard.close()
     for (const g of gates.values()) g.close()
   })
-  // Totals across replicas; each replica paces its calls at its share (src/upstream/rate-budget.ts).
+  // Totals across replicas; each replica paces its calls at its share (src/upstream/rate-budget.ts),
+  // starting from the floor share when replicas share the database.
   const budgets = createRateBudgets({ sts: config.STS_MAX_RPS, rhsm: config.RHSM_MAX_RPS, sources: config.SOURCES_MAX_RPS }, (upstream, rate) => {
     app.log.warn({ target: upstream, rps: Math.round(rate * 100) / 100 }, 'upstream throttled our calls; this replica slows down, then speeds up again gradually')
-  })
+  }, app.store.embedded ? 1 : SHARE_FLOOR)
   // Needs only AWS credentials: the account is known even while other upstreams are not configured.
   const sts = createRoleVerifier({ region: config.AWS_REGION, endpoint: config.AWS_STS_ENDPOINT, timeoutMs, attempts, maxSockets: config.CONCURRENCY * 2, observe, rate: budgets.gates.sts, gate: gates.get(`sts:${config.AWS_REGION}`) })
   app.decorate('ownAwsAccount', sts.ownAccountId)
