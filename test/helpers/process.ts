@@ -3,22 +3,23 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { recordEnvSecrets, serverLogPath } from './secrets.js'
 import { eventually, ORG, PSK, TEST_RATES, TEST_SHEDDING } from './stack.js'
 
-/**
- * The server as its own process, the way `npm start` runs it: the compiled build in dist/, which tap's
- * `before` step (test/before.mjs) brings up to date, and whose source maps carry its coverage back to
- * src/. Loading the service through a TypeScript loader instead costs about 4 s of CPU per process.
- */
+/** A server started as its own process. */
 export interface ServerProcess { child: ChildProcess, output: () => string, exited: Promise<number | null> }
 
 /** The test-only entry that runs the service with fault hooks, and its arguments (see the file). */
 export const withHooks = (...args: string[]): string[] => ['test/helpers/server-with-hooks.ts', ...args]
 
-/** `entry`: the script and its arguments; `withHooks(...)` for a server with fault hooks. */
+/**
+ * The server as its own process, the way `npm start` runs it: the compiled build in dist/, which tap's
+ * `before` step (test/before.mjs) brings up to date, and whose source maps carry its coverage back to
+ * src/. Loading the service through a TypeScript loader instead costs about 4 s of CPU per process.
+ * `entry`: the script and its arguments; `withHooks(...)` for a server with fault hooks, a TypeScript
+ * entry, which goes through tap's loader.
+ */
 export function startServer (env: Record<string, string>, entry: string[] = ['dist/src/server.js']): ServerProcess {
-  // A TypeScript entry (the test-only one with hooks) goes through tap's loader.
-  const loader = entry[0].endsWith('.ts') ? ['--import', '@tapjs/typescript/import'] : []
-  const child = spawn(process.execPath, [...loader, ...entry], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', LOG_LEVEL: 'info', ...TEST_SHEDDING, ...TEST_RATES, ...env },
+  const typescript = entry[0].endsWith('.ts')
+  const child = spawn(process.execPath, [...(typescript ? ['--import', '@tapjs/typescript/import'] : []), ...entry], {
+    env: { ...process.env, ...(typescript ? { TS_NODE_TRANSPILE_ONLY: '1' } : {}), LOG_LEVEL: 'info', ...TEST_SHEDDING, ...TEST_RATES, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   recordEnvSecrets(env)
@@ -93,7 +94,7 @@ export interface CliRun { code: number | null, stdout: string, stderr: string }
 export async function runCli (args: string[], env: Record<string, string>, how: 'dist' | 'bin' = 'dist'): Promise<CliRun> {
   const entry = how === 'bin' ? ['bin/cloudoreg.mjs'] : ['dist/src/cli/cloudoreg.js']
   const child = spawn(process.execPath, [...entry, ...args], {
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', CLOUDOREG_URL: '', CLOUDOREG_TOKEN: '', ...env },
+    env: { ...process.env, CLOUDOREG_URL: '', CLOUDOREG_TOKEN: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
