@@ -91,9 +91,10 @@ export const SHARE_FLOOR = 0.2
 
 /**
  * One gate per upstream; `budgets` are the totals across all replicas, calls per second. `onCut` hears
- * of each halving. `startFraction`: the share of each budget the gates start at, growing from there
- * like any raised share. Replicas that share a database start at the floor share: a replica that
- * starts before the others have said they are alive would otherwise begin at the whole budget.
+ * of each halving. `startFraction`: the part of each budget the gates start at, growing from there
+ * like any raised share. Replicas that share a database start at SHARE_FLOOR of it: a replica that
+ * starts before the others have said they are alive counts itself alone, and would otherwise begin at
+ * the whole budget.
  */
 export function createRateBudgets (budgets: Record<BudgetedUpstream, number>, onCut: (upstream: BudgetedUpstream, rate: number) => void = () => {}, startFraction = 1): RateBudgets {
   const gate = (key: BudgetedUpstream): RateGate => createRateGate(budgets[key], rate => onCut(key, rate), Date.now, budgets[key] * startFraction)

@@ -99,7 +99,7 @@ async function pipeline (app: FastifyInstance): Promise<void> {
     for (const g of gates.values()) g.close()
   })
   // Totals across replicas; each replica paces its calls at its share (src/upstream/rate-budget.ts),
-  // starting from the floor share when replicas share the database.
+  // starting from a fifth of each budget (SHARE_FLOOR) when replicas share the database.
   const budgets = createRateBudgets({ sts: config.STS_MAX_RPS, rhsm: config.RHSM_MAX_RPS, sources: config.SOURCES_MAX_RPS }, (upstream, rate) => {
     app.log.warn({ target: upstream, rps: Math.round(rate * 100) / 100 }, 'upstream throttled our calls; this replica slows down, then speeds up again gradually')
   }, app.store.embedded ? 1 : SHARE_FLOOR)
