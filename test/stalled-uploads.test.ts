@@ -98,14 +98,34 @@ t.test('stalled uploads on every port', async t => {
 
   // With signature headers (which need the body to be verified): the bodies in flight share one budget.
   const now = Math.floor(Date.now() / 1000)
-  const signed = Array.from({ length: UPLOADS }, (_, i) => stalledUpload(pushPort, { 'webhook-id': `msg_${i}`, 'webhook-timestamp': String(now), 'webhook-signature': 'v1,AAAA' }))
+  const signatureHeaders = (i: number): Record<string, string> =>
+    ({ 'webhook-id': `msg_${i}`, 'webhook-timestamp': String(now), 'webhook-signature': 'v1,AAAA' })
+  // First the same volume of bodies read whole and refused (a bad signature), twice: the heap's
+  // young generation and the allocator grow to their working size here, not in the figure below
+  // (on the compiled build they would add 20-30 MiB to it that no request holds).
+  const warmBefore = rssBytes(pid)
+  for (let round = 0; round < 2; round++) {
+    const codes = await Promise.all(Array.from({ length: 8 }, async (_, i) => (await fetch(`http://127.0.0.1:${pushPort}/internal/v1/events`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...signatureHeaders(i) }, body: Buffer.alloc(UPLOAD, 0x20)
+    })).status))
+    t.same(new Set(codes), new Set([401]), 'whole bodies with a bad signature are refused')
+  }
+  const warmed = rssBytes(pid)
+  t.comment(`warm-up, 16 whole 4 MB bodies refused: RSS ${mib(warmBefore)} → ${mib(warmed)} MiB`)
+  const signed = Array.from({ length: UPLOADS }, (_, i) => stalledUpload(pushPort, signatureHeaders(i)))
   await settled(signed, 'the signed uploads to be answered or sent')
   const signedRss = rssBytes(pid)
-  const shed = signed.filter(u => /^HTTP\/1\.1 503 /.test(u.answer)).length
-  t.comment(`${UPLOADS} stalled 4 MB uploads with signature headers: RSS ${mib(before)} → ${mib(signedRss)} MiB (+${mib(signedRss - before)}); ${shed} answered 503 over the 32 MiB budget`)
-  t.ok(shed >= UPLOADS - 8, 'past 32 MiB of bodies in flight, uploads are answered 503')
-  // The test runs the server through the TypeScript loader, which adds about 100 MiB to what ships: the growth is the figure.
-  t.ok(signedRss - before < 64 * 2 ** 20, 'bodies held: about the budget, not 30 × 4 MB')
+  const held = signed.filter(u => !u.closed && u.answer === '').length
+  const read503 = signed.filter(u => /^HTTP\/1\.1 503 /.test(u.answer)).length
+  t.comment(`${UPLOADS} stalled 4 MB uploads with signature headers: RSS ${mib(warmed)} → ${mib(signedRss)} MiB (+${mib(signedRss - warmed)}); ` +
+    `${held} held, ${UPLOADS - held} refused over the 32 MiB budget, ${read503} of them read their 503 before the connection closed`)
+  t.ok(held <= 8, 'at most 32 MiB of bodies held (8 of 4 MB)')
+  // As with the 401s, a 503 may be lost to the reset of a connection closed with unread data.
+  t.ok(signed.every(u => u.closed || u.answer === '' || /^HTTP\/1\.1 503 /.test(u.answer)), 'the others answered 503 or closed')
+  t.ok(read503 > 0, 'past 32 MiB of bodies in flight, uploads are answered 503')
+  // Holding all 30 would put 120 MiB of bodies on top of the first figure. What is there instead is
+  // the warm-up's own peak (8 whole bodies and their concatenation, about 64 MiB) and the 32 MiB held.
+  t.ok(signedRss - before < 0.8 * UPLOADS * UPLOAD, `bodies held: about the budget, not 30 × 4 MB (RSS +${mib(signedRss - before)} MiB in all)`)
   await eventuallyTrue(() => signed.every(u => u.closed), 'the stalled bodies to be dropped after HTTP_IDLE_TIMEOUT_MS')
   t.pass('every stalled body was dropped by the idle timeout')
 
