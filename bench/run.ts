@@ -531,6 +531,13 @@ if (!only || only === 'lanes') {
     ? { orgs: [150, 20, 20, 20], latencyMs: 5, createEveryMs: 200 }
     : { orgs: [15_000, ...Array.from({ length: 9 }, (_, k) => k < 5 ? 556 : 555)], latencyMs: 20, createEveryMs: 2000 })
 }
+if (!only || only === 'lanes-budget') {
+  // The same at the default STS_MAX_RPS, which binds: the create's AssumeRole waits at the rate gate
+  // with the re-checks' (customers first there too). A smaller wave: 50 calls/s drain it in about a minute.
+  await lanesBench({ cloudoreg, stop, report, expectNone }, SMOKE
+    ? { orgs: [60, 10, 10], latencyMs: 5, createEveryMs: 200, stsMaxRps: 50, id: '7' }
+    : { orgs: [1_500, ...Array.from({ length: 9 }, () => 100)], latencyMs: 20, createEveryMs: 1000, stsMaxRps: 50, id: '7' })
+}
 if (!only || only === 'reconcile') await reconcileBench({ smoke: SMOKE, cloudoreg, stop, peakRss, report, expectNone, treeCpu, machineCpu })
 console.log('\n| measure | figure | how |\n|---|---|---|')
 for (const [what, figure, how] of rows) console.log(`| ${what} | ${figure} | ${how} |`)

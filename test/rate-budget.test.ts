@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
-import { createRateBudgets, createRateGate, SHARE_FLOOR } from '../src/upstream/rate-budget.js'
+import { LANES } from '../src/events/lanes.js'
+import { createRateBudgets, createRateGate, SHARE_FLOOR, withCallPriority } from '../src/upstream/rate-budget.js'
 import { eventually, identities, untilNot503 } from './helpers/stack.js'
 import { pendingWork, startReplicas } from './helpers/replicas.js'
 
@@ -90,6 +91,23 @@ t.test('a gate spaces calls at its rate', async t => {
   clearInterval(alive)
   // 11 calls at 50/s: the last starts 10 × 20 ms after the first (timers fire no earlier than asked).
   t.ok(performance.now() - started >= 199, 'the eleventh call waited for its turn')
+})
+
+t.test('waiting calls start by their caller\'s priority: a customer\'s before the re-checks already waiting', async t => {
+  const gate = createRateGate(50)
+  const alive = setInterval(() => {}, 1000)
+  const order: string[] = []
+  const call = (lane: number | undefined, name: string): Promise<void> => {
+    const take = async (): Promise<void> => { await gate.take(); order.push(name) }
+    return lane === undefined ? take() : withCallPriority(lane, take)
+  }
+  // The first re-check starts at once, the rest wait their turns; then a replay, a create and a call made outside any event.
+  const calls = Array.from({ length: 6 }, (_, i) => call(LANES.recheck, `recheck ${i}`))
+  calls.push(call(LANES.bulk, 'replay'), call(LANES.customer, 'create'), call(undefined, 'relay'))
+  await Promise.all(calls)
+  clearInterval(alive)
+  t.same(order, ['recheck 0', 'create', 'relay', 'recheck 1', 'recheck 2', 'recheck 3', 'recheck 4', 'recheck 5', 'replay'],
+    'customer lane (and calls outside an event) first, then re-checks in arrival order, then bulk work')
 })
 
 // The issue's figure is 50/s and 3,000 re-checks; scaled down to fit the suite: 20/s and 300.

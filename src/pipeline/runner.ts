@@ -12,6 +12,7 @@ import type { Inbox, InboxEvent } from '../store/inbox.js'
 import { LeaseLostError, type EventEnd, type Outcome } from '../store/outcomes.js'
 import { parkedNote, parkingFor, type Gate, type Release } from '../upstream/breaker.js'
 import { isRetryable, UpstreamError } from '../upstream/errors.js'
+import { withCallPriority } from '../upstream/rate-budget.js'
 import { traceIdOf } from '../tracing/context.js'
 import { correlationOf } from '../tracing/correlation.js'
 import type { LeaseKeeper } from './lease-keeper.js'
@@ -200,7 +201,8 @@ export function createRunner (o: RunnerOptions): Runner {
           if (o.stopping.aborted) return undefined
           attemptStarted = new Date()
           try {
-            return { outcome: await handler.handle(ctx) }
+            // Its upstream calls wait at the rate gates by the same lane as for the slot.
+            return { outcome: await withCallPriority(event.keyLane, async () => await handler.handle(ctx)) }
           } catch (err) {
             return { err: err as Error }
           }

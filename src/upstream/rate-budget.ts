@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Dispatcher } from 'undici'
 
 /**
@@ -10,7 +10,10 @@ import type { Dispatcher } from 'undici'
  * multiplicative decrease.
  */
 export interface RateGate {
-  /** Resolves when the next call may start; never rejects. */
+  /**
+   * Resolves when the next call may start; never rejects. Waiting calls start by their caller's
+   * priority (withCallPriority), in arrival order within one.
+   */
   take: () => Promise<void>
   /** The upstream refused a call for its rate. */
   throttled: () => void
@@ -24,26 +27,73 @@ export interface RateGate {
 const RECOVERY_S = 20
 /** Never slower than this, however often throttled (calls per second). */
 const FLOOR_RPS = 0.1
+/** Priorities a gate tells apart (0 first); the lanes are three. */
+const PRIORITIES = 4
+
+const callerPriority = new AsyncLocalStorage<number>()
+
+/**
+ * Runs `fn` with its calls ahead of those of a larger `priority` (0 first) at every rate gate, so that
+ * under a binding budget a customer's call does not wait behind a wave of re-checks already waiting
+ * at the gate (the runner passes the event's lane). Calls made outside it have priority 0.
+ */
+export function withCallPriority<T> (priority: number, fn: () => T): T {
+  return callerPriority.run(priority, fn)
+}
 
 export function createRateGate (ceilingRps: number, onCut: (rate: number) => void = () => {}, now: () => number = Date.now, startRps = ceilingRps): RateGate {
   let ceiling = ceilingRps
   let rate = Math.min(ceiling, Math.max(FLOOR_RPS, startRps))
-  let next = 0
+  /** When the last call started, on the gate's cadence: a timer firing late does not slow the pace. */
+  let last = -Infinity
   let grownAt = now()
   let cutAt = -Infinity
+  /** The calls waiting for their turn, by priority, in arrival order within one. */
+  const waiting: Array<Array<() => void>> = Array.from({ length: PRIORITIES }, () => [])
+  /** Set exactly while calls are waiting. */
+  let timer: NodeJS.Timeout | undefined
 
   function grow (t: number): void {
     rate = Math.min(ceiling, rate + ceiling * ((t - grownAt) / 1000) / RECOVERY_S)
     grownAt = t
+  }
+  const due = (): number => last + 1000 / rate
+  /**
+   * A call starts at `t`, at or after its due time. Late by less than half a turn (a timer's delay),
+   * it keeps the cadence; later than that (the gate was idle), the cadence starts again from `t`.
+   */
+  function start (t: number): void {
+    const d = due()
+    last = t - d < 500 / rate ? d : t
+  }
+  /** Lets the first waiting call of the first priority through when its turn has come. */
+  function pump (): void {
+    timer = undefined
+    const t = now()
+    grow(t)
+    const queue = waiting.find(q => q.length > 0)
+    if (queue === undefined) return
+    if (t >= due()) {
+      start(t)
+      queue.shift()!()
+    }
+    // Unreferenced, like a sleep: a call waiting at shutdown does not keep the process alive.
+    if (waiting.some(q => q.length > 0)) timer = setTimeout(pump, Math.max(0, due() - t)).unref()
   }
 
   return {
     take () {
       const t = now()
       grow(t)
-      const at = Math.max(t, next)
-      next = at + 1000 / rate
-      return at <= t ? Promise.resolve() : sleep(at - t, undefined, { ref: false })
+      if (timer === undefined && t >= due()) {
+        start(t)
+        return Promise.resolve()
+      }
+      const priority = Math.min(PRIORITIES - 1, Math.max(0, Math.trunc(callerPriority.getStore() ?? 0)))
+      return new Promise(resolve => {
+        waiting[priority].push(resolve)
+        timer ??= setTimeout(pump, Math.max(0, due() - t)).unref()
+      })
     },
     throttled () {
       const t = now()

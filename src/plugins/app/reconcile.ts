@@ -6,6 +6,8 @@ import fp from 'fastify-plugin'
 import { Gauge } from 'prom-client'
 import { DRIFT_CLASSES } from '../../reconcile/drift.js'
 import { runReconcile } from '../../reconcile/run.js'
+import { LANES } from '../../events/lanes.js'
+import { withCallPriority } from '../../upstream/rate-budget.js'
 
 export type StartResult = { ok: true, id: string } | { ok: false, reason: 'busy' | 'unconfigured' }
 
@@ -58,7 +60,8 @@ async function reconcile (app: FastifyInstance): Promise<void> {
     app.log.info({ runId: id, dryRun, scheduled }, 'reconciliation started')
     // Renewed on a timer too: an org of thousands of sources may take longer than LEASE_MS between progress writes.
     const renew = setInterval(() => { leases.take([LEASE_KEY]).catch(() => {}) }, config.LEASE_MS / 3).unref()
-    running = runReconcile(id, dryRun, {
+    // Its listings are operators' bulk work: at a binding rate budget, they wait behind the events' calls.
+    running = withCallPriority(LANES.bulk, async () => await runReconcile(id, dryRun, {
       ...upstreams,
       store: app.store.reconcile,
       inbox: app.store.inbox,
@@ -69,7 +72,7 @@ async function reconcile (app: FastifyInstance): Promise<void> {
       signal: stopping.signal,
       keepLease: async () => (await leases.take([LEASE_KEY])).has(LEASE_KEY),
       pollMs: 1000
-    }).finally(async () => {
+    })).finally(async () => {
       clearInterval(renew)
       running = null
       await leases.releaseAll().catch((err: Error) => app.log.warn({ err }, 'releasing the reconciliation lease failed; it expires on its own'))
