@@ -93,6 +93,18 @@ t.test('a gate spaces calls at its rate', async t => {
   t.ok(performance.now() - started >= 199, 'the eleventh call waited for its turn')
 })
 
+t.test('a gate at a high rate lets every call whose turn has come through at once, not one per timer', async t => {
+  // As the tests and benchmarks that measure something else set the budgets: 100,000/s.
+  const gate = createRateGate(100_000)
+  const alive = setInterval(() => {}, 1000)
+  const started = performance.now()
+  await Promise.all(Array.from({ length: 2000 }, async () => await gate.take()))
+  const took = performance.now() - started
+  clearInterval(alive)
+  // 2,000 turns of 10 µs are 20 ms; a gate letting one call through per timer (at least 1 ms each) takes 2 s or more.
+  t.ok(took < 1000, `2,000 calls at 100,000/s took ${took.toFixed(0)} ms`)
+})
+
 t.test('waiting calls start by their caller\'s priority: a customer\'s before the re-checks already waiting', async t => {
   const gate = createRateGate(50)
   const alive = setInterval(() => {}, 1000)

@@ -27,6 +27,11 @@ export interface RateGate {
 const RECOVERY_S = 20
 /** Never slower than this, however often throttled (calls per second). */
 const FLOOR_RPS = 0.1
+/**
+ * How late a call may start and still keep the gate's cadence (at least half a turn): a timer fires a
+ * millisecond or more after it was asked to, and at high rates many turns fall within that.
+ */
+const SLACK_MS = 4
 /** Priorities a gate tells apart (0 first); the lanes are three. */
 const PRIORITIES = 4
 
@@ -59,21 +64,19 @@ export function createRateGate (ceilingRps: number, onCut: (rate: number) => voi
   }
   const due = (): number => last + 1000 / rate
   /**
-   * A call starts at `t`, at or after its due time. Late by less than half a turn (a timer's delay),
-   * it keeps the cadence; later than that (the gate was idle), the cadence starts again from `t`.
+   * A call starts at `t`, at or after its due time. Late by less than the slack (a timer's delay), it
+   * keeps the cadence; later than that (the gate was idle), the cadence starts again from `t`.
    */
   function start (t: number): void {
     const d = due()
-    last = t - d < 500 / rate ? d : t
+    last = t - d < Math.max(SLACK_MS, 500 / rate) ? d : t
   }
-  /** Lets the first waiting call of the first priority through when its turn has come. */
+  /** Lets the waiting calls whose turns have come through, the first priority first. */
   function pump (): void {
     timer = undefined
     const t = now()
     grow(t)
-    const queue = waiting.find(q => q.length > 0)
-    if (queue === undefined) return
-    if (t >= due()) {
+    for (let queue = waiting.find(q => q.length > 0); queue !== undefined && t >= due(); queue = waiting.find(q => q.length > 0)) {
       start(t)
       queue.shift()!()
     }
