@@ -14,7 +14,14 @@ t.test('the demo registers one source and reports the two broken ones with their
   const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
   t.teardown(() => { child.kill('SIGKILL') })
 
-  await eventually(() => /Where to look/.test(output) ? true : undefined, 120_000, 'the demo to print where to look')
+  // A demo that exits first (or never prints) fails at once, with what it printed.
+  let exitCode: number | null | undefined
+  void exited.then(code => { exitCode = code })
+  await eventually(() => {
+    if (exitCode !== undefined && !/Where to look/.test(output)) throw new Error(`the demo exited with ${exitCode} before printing where to look`)
+    return /Where to look/.test(output) ? true : undefined
+  }, 120_000, 'the demo to print where to look')
+    .catch((err: Error) => { throw new Error(`${err.message}; it printed:\n${output.slice(-4000)}`) })
   t.match(output, /source 7 \(a role that trusts Red Hat\): registered\n/)
   t.match(output, /source 8 \(an ARN that is not valid\): unavailable CG1004/)
   t.match(output, /source 9 \(a role whose trust policy denies Red Hat\): unavailable CG3002/)
