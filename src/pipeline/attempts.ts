@@ -12,8 +12,9 @@ export function stepOf (memo: Record<string, unknown>): string | null {
 /** What failed in an attempt that threw: which upstream, its HTTP status, its error code, in the terms operators filter on. */
 export function failureOf (err: Error, step: string | null, message: string): Failure {
   if (!(err instanceof UpstreamError)) return { upstream: null, step, httpStatus: null, errorCode: null, outcomeCode: null, error: message }
-  // Bounded: a code is a filter value, not a message.
-  const named = err.errorName?.slice(0, 100)
+  // Bounded: a code is a filter value, not a message. A code that is not text is none (an
+  // exception here would end the event's task and let its source's next event run first).
+  const named = typeof err.errorName === 'string' ? err.errorName.slice(0, 100) : undefined
   // STS names its errors (AccessDenied, Throttling); the HTTP upstreams are known by their status.
   const errorCode = err.target !== 'sts' && err.status !== undefined ? `HTTP ${err.status}` : named ?? (err.status !== undefined ? `HTTP ${err.status}` : null)
   return { upstream: err.target, step, httpStatus: err.status ?? null, errorCode, outcomeCode: null, error: message }

@@ -80,6 +80,15 @@ function reasonOf (body: unknown): string | undefined {
   return undefined
 }
 
+/**
+ * A failed request's name for the record: a system or undici error's code (ECONNRESET,
+ * UND_ERR_HEADERS_TIMEOUT), else its name. An AbortSignal timeout's DOMException has a numeric code
+ * (23): its name, TimeoutError, is the one to keep.
+ */
+function nameOf (e: Error & { code?: unknown }): string {
+  return typeof e.code === 'string' ? e.code : e.name
+}
+
 async function once (o: CallOptions): Promise<CallResult> {
   const headers: Record<string, string> = { accept: 'application/json', ...o.headers }
   let payload: string | undefined
@@ -99,18 +108,17 @@ async function once (o: CallOptions): Promise<CallResult> {
       signal: AbortSignal.timeout(o.timeoutMs)
     })
   } catch (err) {
-    const e = err as Error & { code?: string }
+    const e = err as Error & { code?: unknown }
     // A request undici refuses to build (say a header value with a line break) fails the same way every time.
     if (e.code === 'UND_ERR_INVALID_ARG') throw new UpstreamError(o.target, 'rejected', `${o.method} not sent: ${e.message.slice(0, 200)}`)
-    const errorName = e.code ?? e.name
+    const errorName = nameOf(e)
     throw Object.assign(new UpstreamError(o.target, 'transient', `${o.method} failed: ${errorName}`), { errorName })
   }
   let text: string
   try {
     text = await res.body.text()
   } catch (err) {
-    const e = err as Error & { code?: string }
-    const errorName = e.code ?? e.name
+    const errorName = nameOf(err as Error)
     throw Object.assign(new UpstreamError(o.target, 'transient', `${o.method} body failed: ${errorName}`), { errorName })
   }
   let body: unknown = text
