@@ -96,7 +96,9 @@ export function createScheduler (o: SchedulerOptions): Scheduler {
         if (held.size <= o.window / 2 && !drained) wake()
       }
     }).catch((err: Error) => {
-      // Only when stopping with the database gone: the row stays pending for the next start.
+      // Expected only when stopping with the database gone: the row stays pending for the next start.
+      // Anything else is a bug to fix at its root: the row stays pending and runs again, but after the
+      // events of its queue key already held here (a numeric error code once did this; see failureOf).
       o.log.error({ err, eventId: event.id }, 'event task failed')
     })
   }
